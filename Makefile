@@ -1,0 +1,58 @@
+# Two commands are the contract: `make run` and `make test`. Both set up .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+# The repository root is AIRFLOW_HOME; all generated state lives in ./state.
+export AIRFLOW_HOME := $(CURDIR)
+export AIRFLOW_CONN_CTPIPE_SOURCE ?= {"conn_type": "sqlite", "host": "$(CURDIR)/state/source.db"}
+
+.PHONY: run test lint lock airflow serve-features clean bench
+
+$(BIN)/.installed: requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (set PYTHON=...)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: $(BIN)/.installed
+
+## Run the main job on the embedded default: seed, then every DAG over the seeded days.
+run: $(BIN)/.installed
+	$(BIN)/python -m ctpipe.local_run $(ARGS)
+
+## The whole test suite.
+test: $(BIN)/.installed
+	$(BIN)/ruff check dags include feature_repo tests bench
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check dags include feature_repo tests bench
+	$(BIN)/ruff format --check dags include feature_repo tests bench
+
+## Re-resolve every pin from pyproject.toml's dependencies into requirements.txt.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet -e '.[dev]'
+	{ echo "# Every package, pinned and resolved together from pyproject.toml's dependencies."; \
+	  echo "# Regenerate with: make lock"; \
+	  .lock-venv/bin/pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+cpu$$/torch==\1/'; } > requirements.txt
+	rm -rf .lock-venv
+
+## The Airflow UI (and scheduler) on the embedded default: http://localhost:8080
+airflow: $(BIN)/.installed
+	$(BIN)/airflow standalone
+
+## Feast's HTTP feature server on the configured stores: http://localhost:6566
+serve-features: $(BIN)/.installed
+	$(BIN)/python -m ctpipe.feature_store serve --port 6566
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.ingest_validate
+
+clean:
+	rm -rf state

@@ -1,0 +1,93 @@
+"""
+### Features: per-lab aggregates for each validated interval, materialized to the online store
+
+Scheduled on the `validated_*` assets of the `ingest` DAG: a run covers every interval
+its asset events name. A manual run takes `interval_start` and `interval_end` from the
+trigger form instead (split into days), to rebuild a range.
+
+1. **resolve_intervals** reads which intervals to process (asset events or params).
+2. **build_features** (one mapped task per interval) computes point-in-time rolling
+   aggregates from validated data into `lake/features/lab_features/<interval>.parquet`,
+   the offline source of the Feast feature view.
+3. **materialize** registers the `feature_repo/` definitions and runs Feast's
+   `materialize(start, end)` over exactly those intervals, then publishes the
+   `lab_features` asset.
+
+Online values: `python -m ctpipe.feature_store online LAB-001`, or `make serve-features`
+and `POST /get-online-features`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, task
+
+from ctpipe.datasets import get_dataset
+
+DATASET = get_dataset()
+VALIDATED = [Asset(f"validated_{t.name}") for t in DATASET.tables]
+FEATURES = Asset(DATASET.feature_view)
+
+
+@task
+def resolve_intervals(params=None, triggering_asset_events=None) -> list[dict]:
+    from ctpipe.features import intervals_to_process
+
+    extras = [event.extra for events in (triggering_asset_events or {}).values() for event in events]
+    return intervals_to_process(params.get("interval_start"), params.get("interval_end"), extras)
+
+
+@task(max_active_tis_per_dagrun=2)
+def build_features(interval: dict) -> dict:
+    from ctpipe.features import build_interval_features
+
+    return build_interval_features(interval)
+
+
+@task(outlets=[FEATURES])
+def materialize(intervals: list[dict], outlet_events=None) -> dict:
+    from ctpipe.feature_store import publish_online
+
+    published = publish_online(intervals)
+    outlet_events[FEATURES].extra = published
+    return published
+
+
+@dag(
+    schedule=VALIDATED[0] & VALIDATED[1],
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    tags=["ctpipe", "features", "feast", DATASET.name],
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "execution_timeout": timedelta(minutes=30),
+    },
+    params={
+        "interval_start": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="Interval start (UTC)",
+            description="Manual runs only: first instant to rebuild. Leave empty when triggered by assets.",
+        ),
+        "interval_end": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="Interval end (UTC, excluded)",
+            description="Manual runs only: end of the range to rebuild, split into daily intervals.",
+        ),
+    },
+    doc_md=__doc__,
+)
+def features():
+    intervals = resolve_intervals()
+    build_features.expand(interval=intervals) >> materialize(intervals)
+
+
+features()

@@ -1,0 +1,80 @@
+"""
+### Ingest: extract each data interval from the SQL source, then gate it with Great Expectations
+
+One run per daily data interval `[data_interval_start, data_interval_end)`, with catchup,
+so backfills and re-runs address exactly one interval each.
+
+For each source table of the dataset:
+
+1. **extract_&lt;table&gt;** streams the interval's rows from the `ctpipe_source` connection
+   (SQLite by default, PostgreSQL in production) into `lake/raw/<table>/<interval>.parquet`.
+   Re-running replaces the partition; an empty interval writes an empty partition.
+2. **validate_&lt;table&gt;** runs the expectation suite: clean rows go to `lake/validated`,
+   the rest to `lake/quarantine` with the expectations they broke. The run fails here when
+   the schema changed or too many rows are bad (`CTPIPE_MAX_BAD_ROW_SHARE`); then nothing is
+   published downstream. Reports: `state/reports/validation/`, Data Docs under `state/gx/`.
+
+Each validate task publishes the `validated_<table>` asset, whose event carries the
+interval and row counts; the `features` DAG is scheduled on those assets.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task
+
+from ctpipe.datasets import get_dataset
+
+DATASET = get_dataset()
+RAW = {t.name: Asset(f"raw_{t.name}") for t in DATASET.tables}
+VALIDATED = {t.name: Asset(f"validated_{t.name}") for t in DATASET.tables}
+
+
+@task
+def extract(table: str, data_interval_start=None, data_interval_end=None, outlet_events=None) -> dict:
+    from ctpipe.ingest import extract_table
+    from ctpipe.lake import Interval
+
+    extraction = extract_table(table, Interval(data_interval_start, data_interval_end))
+    outlet_events[RAW[table]].extra = extraction
+    return extraction
+
+
+@task
+def validate(extraction: dict, outlet_events=None) -> dict:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ctpipe.validation import ValidationGateError, validate_extraction
+
+    try:
+        outcome = validate_extraction(extraction)
+    except ValidationGateError as error:  # bad data does not improve on retry
+        raise AirflowFailException(str(error)) from error
+    keep = ("interval", "status", "rows_in", "rows_passed", "rows_quarantined", "validated_uri", "report_uri")
+    outlet_events[VALIDATED[extraction["table"]]].extra = {k: outcome[k] for k in keep}
+    return outcome
+
+
+@dag(
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=True,
+    max_active_runs=1,
+    tags=["ctpipe", "data", DATASET.name],
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "execution_timeout": timedelta(minutes=30),
+    },
+    doc_md=__doc__,
+)
+def ingest():
+    for table in DATASET.tables:
+        extraction = extract.override(task_id=f"extract_{table.name}", outlets=[RAW[table.name]])(table=table.name)
+        validate.override(task_id=f"validate_{table.name}", outlets=[VALIDATED[table.name]])(extraction)
+
+
+ingest()

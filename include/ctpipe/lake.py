@@ -1,0 +1,114 @@
+"""The Parquet lake: one file per table, zone and data interval.
+
+``<lake>/<zone>/<table>/<start>_<end>.parquet``, zones ``raw``, ``validated``,
+``quarantine`` and ``features``. Files are written under a hidden temporary
+name and renamed into place, so readers never see a partial partition and a
+re-run replaces its partition whole. Readers (pyarrow, dask, Feast) skip names
+that start with ``.`` or ``_``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+KEY_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+@dataclass(frozen=True, order=True)
+class Interval:
+    """A half-open data interval ``[start, end)`` in UTC."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value.tzinfo is None:
+                raise ValueError(f"interval {name} must be timezone-aware, got {value!r}")
+            object.__setattr__(self, name, value.astimezone(UTC))
+        if self.end <= self.start:
+            raise ValueError(f"interval end {self.end} must be after start {self.start}")
+
+    @property
+    def key(self) -> str:
+        return f"{self.start:{KEY_FORMAT}}_{self.end:{KEY_FORMAT}}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Interval:
+        start, end = key.split("_")
+        parse = lambda s: datetime.strptime(s, KEY_FORMAT).replace(tzinfo=UTC)  # noqa: E731
+        return cls(parse(start), parse(end))
+
+    @classmethod
+    def parse(cls, start: str | datetime, end: str | datetime) -> Interval:
+        """From ISO strings or datetimes; naive values are taken as UTC."""
+
+        def as_utc(value: str | datetime) -> datetime:
+            value = datetime.fromisoformat(value) if isinstance(value, str) else value
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+        return cls(as_utc(start), as_utc(end))
+
+    def to_dict(self) -> dict[str, str]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.start < other.end and other.start < self.end
+
+    def __str__(self) -> str:
+        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
+
+
+@contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``final``; rename it into place on success."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+@dataclass(frozen=True)
+class Lake:
+    root: Path
+
+    def partition(self, zone: str, table: str, interval: Interval) -> Path:
+        return self.root / zone / table / f"{interval.key}.parquet"
+
+    def manifest(self, zone: str, table: str, interval: Interval) -> Path:
+        return self.root / "_manifests" / zone / table / f"{interval.key}.json"
+
+    def table_dir(self, zone: str, table: str) -> Path:
+        return self.root / zone / table
+
+    def partitions(self, zone: str, table: str, within: Interval | None = None) -> list[tuple[Interval, Path]]:
+        """Partitions of a table, oldest first, optionally those overlapping ``within``."""
+        directory = self.table_dir(zone, table)
+        if not directory.is_dir():
+            return []
+        found = []
+        for path in directory.glob("*.parquet"):
+            if path.name.startswith((".", "_")):
+                continue
+            interval = Interval.from_key(path.stem)
+            if within is None or interval.overlaps(within):
+                found.append((interval, path))
+        return sorted(found)

@@ -1,0 +1,330 @@
+"""The validation gate: Great Expectations 1.x over one interval's raw partition.
+
+The expectation suite is built from the dataset's ``TableSpec``: schema
+(exact column set), pandas types, nulls (also conditional ones), ranges,
+allowed categories and key uniqueness. Every row ends in exactly one place:
+
+* ``validated/<table>/<interval>.parquet`` -- rows that broke nothing;
+* ``quarantine/<table>/<interval>.parquet`` -- every other row, with the names
+  of the expectations it broke in ``quarantine_reasons``.
+
+Exact copies of an earlier row of the interval (a redelivery) are quarantined
+as ``duplicate_row``; distinct rows that share a key break
+``expect_column_values_to_be_unique`` together, since neither can be trusted.
+
+The gate fails the run -- after writing the quarantine, the report and the
+Data Docs, so the evidence is there to look at -- when the schema changed
+(missing, unexpected or retyped columns) or when the share of bad rows passes
+the threshold. Then the whole interval goes to quarantine and no validated
+partition exists for it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ctpipe.datasets.spec import ColumnType, TableSpec
+from ctpipe.lake import Interval, Lake, atomic_path, write_json
+
+if TYPE_CHECKING:
+    import great_expectations as gx
+    import pandas as pd
+
+DATASOURCE = "lake"
+QUARANTINE_REASONS = "quarantine_reasons"
+DUPLICATE_ROW = "duplicate_row"
+# The pandas type of each column type once a Parquet partition is read. GX compares
+# ``dtype.type``: a timezone-aware datetime column's is ``pandas.Timestamp``.
+PANDAS_TYPES: dict[ColumnType, str] = {
+    "string": "object",
+    "float": "float64",
+    "int": "int64",
+    "bool": "bool",
+    "timestamp": "Timestamp",
+}
+SCHEMA_EXPECTATIONS = ("expect_table_columns_to_match_set", "expect_column_values_to_be_of_type")
+
+
+class ValidationGateError(RuntimeError):
+    """The interval may not pass: too many bad rows, or the schema changed."""
+
+
+@dataclass
+class ValidationOutcome:
+    """What validation decided for one table and interval; travels through XCom."""
+
+    table: str
+    interval: dict[str, str]
+    status: str  # passed | empty | failed_threshold | schema_changed
+    rows_in: int
+    rows_passed: int
+    rows_quarantined: int
+    validated_uri: str | None
+    quarantine_uri: str
+    report_uri: str
+    data_docs_uri: str | None
+    failures: dict[str, int] = field(default_factory=dict)  # reason -> rows
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def expectation_name(config: Any) -> str:
+    """A row's quarantine reason: the expectation type, its column, and its condition if any."""
+    column = config.kwargs.get("column")
+    name = f"{config.type}({column})" if column else config.type
+    condition = config.kwargs.get("row_condition")
+    return f"{name} where {condition}" if condition else name
+
+
+def build_suite(spec: TableSpec) -> gx.ExpectationSuite:
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
+    expectations: list[Any] = [gxe.ExpectTableColumnsToMatchSet(column_set=spec.column_names, exact_match=True)]
+    for column in spec.columns:
+        expectations.append(gxe.ExpectColumnValuesToBeOfType(column=column.name, type_=PANDAS_TYPES[column.type]))
+        if not column.nullable:
+            expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=column.name))
+        if column.required_when:
+            expectations.append(
+                gxe.ExpectColumnValuesToNotBeNull(
+                    column=column.name, row_condition=column.required_when, condition_parser="pandas"
+                )
+            )
+        if column.min_value is not None or column.max_value is not None:
+            expectations.append(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=column.name, min_value=column.min_value, max_value=column.max_value
+                )
+            )
+        if column.allowed_values is not None:
+            expectations.append(
+                gxe.ExpectColumnValuesToBeInSet(column=column.name, value_set=list(column.allowed_values))
+            )
+    expectations.append(gxe.ExpectColumnValuesToBeUnique(column=spec.key))
+    return gx.ExpectationSuite(name=f"{spec.name}_suite", expectations=expectations)
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    # Tasks of one run may validate two tables at once; GX file stores are not made for that.
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _checkpoint(context: Any, spec: TableSpec) -> Any:
+    """The table's checkpoint, (re)registered so the stored suite always matches the code."""
+    import great_expectations as gx
+
+    datasource = context.data_sources.add_or_update_pandas(DATASOURCE)
+    try:
+        asset = datasource.get_asset(spec.name)
+    except LookupError:
+        asset = datasource.add_dataframe_asset(spec.name)
+    try:
+        batch = asset.get_batch_definition("interval")
+    except KeyError:
+        batch = asset.add_batch_definition_whole_dataframe("interval")
+    suite = context.suites.add_or_update(build_suite(spec))
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=f"{spec.name}_interval", data=batch, suite=suite)
+    )
+    return context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"{spec.name}_gate",
+            validation_definitions=[definition],
+            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+            result_format={"result_format": "COMPLETE"},
+        )
+    )
+
+
+def gx_context(gx_dir: Path) -> Any:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="file", project_root_dir=str(gx_dir))
+    progress_bars = context.variables.progress_bars
+    if not progress_bars or dict(progress_bars).get("globally") is not False:
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        context.variables.save()
+    return context
+
+
+def _run_gate(context: Any, spec: TableSpec, frame: pd.DataFrame, interval: Interval) -> tuple[list[Any], str | None]:
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    checkpoint = _checkpoint(context, spec)
+    result = checkpoint.run(
+        batch_parameters={"dataframe": frame},
+        run_id=RunIdentifier(run_name=f"{spec.name}_{interval.key}", run_time=interval.end),
+    )
+    (identifier, validation), *_ = result.run_results.items()
+    urls = context.get_docs_sites_urls(resource_identifier=identifier)
+    return list(validation.results), (urls[0]["site_url"] if urls else None)
+
+
+def schema_problems(spec: TableSpec, results: list[Any]) -> list[str]:
+    """Plain-words description of every schema expectation that failed."""
+    problems = []
+    for result in results:
+        config = result.expectation_config
+        if result.success or config.type not in SCHEMA_EXPECTATIONS:
+            continue
+        if config.type == "expect_table_columns_to_match_set":
+            mismatched = (result.result.get("details") or {}).get("mismatched") or {}
+            if mismatched.get("missing"):
+                problems.append(f"missing column(s) {sorted(mismatched['missing'])}")
+            if mismatched.get("unexpected"):
+                problems.append(f"unexpected column(s) {sorted(mismatched['unexpected'])}")
+        else:
+            column = config.kwargs["column"]
+            observed = result.result.get("observed_value")
+            if observed is not None:
+                problems.append(
+                    f"column {column!r} retyped: expected {spec.column(column).type} "
+                    f"({config.kwargs['type_']}), found {observed}"
+                )
+    return problems
+
+
+def row_reasons(results: list[Any]) -> dict[Any, list[str]]:
+    """Row index -> names of the expectations that row broke."""
+    reasons: dict[Any, list[str]] = defaultdict(list)
+    for result in results:
+        if result.success or result.expectation_config.type in SCHEMA_EXPECTATIONS:
+            continue
+        indices = result.result.get("unexpected_index_list")
+        if indices is None:
+            raise RuntimeError(
+                f"{expectation_name(result.expectation_config)} failed without row indices: {result.result}"
+            )
+        name = expectation_name(result.expectation_config)
+        for index in indices:
+            reasons[index].append(name)
+    return reasons
+
+
+def _write(frame: pd.DataFrame, path: Path, schema: pa.Schema, reasons: list[list[str]] | None = None) -> str:
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    if reasons is not None:
+        table = table.append_column(
+            pa.field(QUARANTINE_REASONS, pa.list_(pa.string())), pa.array(reasons, pa.list_(pa.string()))
+        )
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return str(path)
+
+
+def validate_partition(
+    spec: TableSpec,
+    raw_uri: str | Path,
+    interval: Interval,
+    lake: Lake,
+    gx_dir: Path,
+    reports_dir: Path,
+    max_bad_row_share: float,
+) -> ValidationOutcome:
+    """Validate one raw partition, split it into validated and quarantined rows, and gate the run."""
+    raw = pq.read_table(raw_uri)
+    frame = raw.to_pandas()
+    rows_in = len(frame)
+    validated_path = lake.partition("validated", spec.name, interval)
+    quarantine_path = lake.partition("quarantine", spec.name, interval)
+    report_path = reports_dir / "validation" / spec.name / f"{interval.key}.json"
+
+    reasons: dict[Any, list[str]] = defaultdict(list)
+    problems: list[str] = []
+    data_docs = None
+    if rows_in:
+        for index in frame.index[frame.duplicated(keep="first")]:
+            reasons[index].append(DUPLICATE_ROW)
+        with _locked(gx_dir):
+            context = gx_context(gx_dir)
+            results, data_docs = _run_gate(context, spec, frame[~frame.index.isin(list(reasons))], interval)
+        problems = schema_problems(spec, results)
+        if not problems:
+            for index, names in row_reasons(results).items():
+                reasons[index].extend(names)
+
+    failures = Counter(name for names in reasons.values() for name in names)
+    bad_share = len(reasons) / rows_in if rows_in else 0.0
+    if problems:
+        status = "schema_changed"
+        message = f"{spec.name} {interval}: the source schema changed: " + "; ".join(problems)
+        reasons = {index: [f"schema_changed: {'; '.join(problems)}"] for index in frame.index}
+    elif bad_share > max_bad_row_share:
+        status = "failed_threshold"
+        top = ", ".join(f"{name}: {count}" for name, count in failures.most_common(5))
+        message = (
+            f"{spec.name} {interval}: {len(reasons)} of {rows_in} rows ({bad_share:.1%}) are bad, "
+            f"above the threshold of {max_bad_row_share:.1%}; most broken: {top}"
+        )
+        rejected = f"interval_rejected: bad-row share {bad_share:.1%} above {max_bad_row_share:.1%}"
+        reasons = {index: reasons.get(index) or [rejected] for index in frame.index}
+    else:
+        status = "empty" if rows_in == 0 else "passed"
+        message = f"{spec.name} {interval}: {rows_in - len(reasons)} of {rows_in} rows passed"
+
+    bad = frame.index.isin(list(reasons))
+    quarantine_uri = _write(frame[bad], quarantine_path, raw.schema, [reasons[i] for i in frame.index[bad]])
+    if status in ("passed", "empty"):
+        validated_uri = _write(frame[~bad], validated_path, raw.schema)
+    else:
+        validated_path.unlink(missing_ok=True)  # a rejected interval must not feed features
+        validated_uri = None
+
+    outcome = ValidationOutcome(
+        table=spec.name,
+        interval=interval.to_dict(),
+        status=status,
+        rows_in=rows_in,
+        rows_passed=int((~bad).sum()) if validated_uri else 0,
+        rows_quarantined=int(bad.sum()),
+        validated_uri=validated_uri,
+        quarantine_uri=quarantine_uri,
+        report_uri=str(report_path),
+        data_docs_uri=data_docs,
+        failures=dict(failures.most_common()),
+        message=message,
+    )
+    if outcome.rows_in != outcome.rows_passed + outcome.rows_quarantined:
+        raise RuntimeError(f"rows lost in validation: {outcome}")
+    write_json(report_path, {**outcome.to_dict(), "validated_at": datetime.now(UTC).isoformat()})
+    if status in ("schema_changed", "failed_threshold"):
+        raise ValidationGateError(message + f" (report: {report_path}; Data Docs: {data_docs})")
+    return outcome
+
+
+def validate_extraction(extraction: dict[str, Any]) -> dict[str, Any]:
+    """Validate what ``ctpipe.ingest.extract_table`` wrote, with deployment settings."""
+    from ctpipe.datasets import get_dataset
+    from ctpipe.settings import Settings
+
+    settings = Settings.from_env()
+    return validate_partition(
+        get_dataset().table(extraction["table"]),
+        extraction["uri"],
+        Interval.parse(extraction["interval"]["start"], extraction["interval"]["end"]),
+        Lake(settings.lake_dir),
+        settings.gx_dir,
+        settings.reports_dir,
+        settings.max_bad_row_share,
+    ).to_dict()
