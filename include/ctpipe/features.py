@@ -56,6 +56,7 @@ def _read_window(
     wanted = sorted({entity, table.timestamp, *columns})
     partitions = lake.partitions("validated", table.name, within=window)
     frames = [pq.read_table(path, columns=wanted).to_pandas() for _, path in partitions]
+    frames = [frame for frame in frames if len(frame)]  # empty intervals add nothing
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in wanted}), 0
     frame = pd.concat(frames, ignore_index=True)

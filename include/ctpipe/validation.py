@@ -85,6 +85,8 @@ def expectation_name(config: Any) -> str:
     column = config.kwargs.get("column")
     name = f"{config.type}({column})" if column else config.type
     condition = config.kwargs.get("row_condition")
+    if isinstance(condition, dict):  # GX stores a pandas condition as a pass-through filter
+        condition = condition.get("pass_through_filter", condition)
     return f"{name} where {condition}" if condition else name
 
 
@@ -196,12 +198,14 @@ def schema_problems(spec: TableSpec, results: list[Any]) -> list[str]:
                 problems.append(f"unexpected column(s) {sorted(mismatched['unexpected'])}")
         else:
             column = config.kwargs["column"]
+            expected = f"expected {spec.column(column).type} ({config.kwargs['type_']})"
             observed = result.result.get("observed_value")
+            # For object columns GX checks value by value instead of reporting the dtype.
+            samples = result.result.get("partial_unexpected_list") or []
+            if observed is None and samples:
+                observed = f"{type(samples[0]).__name__} values such as {samples[0]!r}"
             if observed is not None:
-                problems.append(
-                    f"column {column!r} retyped: expected {spec.column(column).type} "
-                    f"({config.kwargs['type_']}), found {observed}"
-                )
+                problems.append(f"column {column!r} retyped: {expected}, found {observed}")
     return problems
 
 

@@ -1,0 +1,72 @@
+"""Test-wide setup: an isolated embedded environment per test session.
+
+Airflow reads its configuration when first imported, so the environment is set
+in ``pytest_configure``, before any test module imports Airflow. Every test
+session gets its own state folder, metadata database and source connection;
+the developer's ``state/`` is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="ctpipe-tests-"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    state = SESSION_DIR / "state"
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(ROOT),
+            "CTPIPE_STATE_DIR": str(state),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{SESSION_DIR / 'airflow.db'}",
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(SESSION_DIR / "logs"),
+            "AIRFLOW__LOGGING__DAG_PROCESSOR_CHILD_PROCESS_LOG_DIRECTORY": str(SESSION_DIR / "logs" / "dag_processor"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW_CONN_CTPIPE_SOURCE": json.dumps({"conn_type": "sqlite", "host": str(state / "source.db")}),
+        }
+    )
+    for name in ("CTPIPE_LAKE_DIR", "CTPIPE_FEAST_REGISTRY", "CTPIPE_FEAST_ONLINE_STORE", "CTPIPE_FEATURES_DIR"):
+        os.environ.pop(name, None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(SESSION_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """The session's metadata database, migrated once."""
+    subprocess.run([Path(sys.executable).with_name("airflow"), "db", "migrate"], check=True, capture_output=True)
+    return SESSION_DIR / "airflow.db"
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh state folder for one test, through the same variable a deployment sets."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("CTPIPE_STATE_DIR", str(state))
+    for name in ("CTPIPE_FEAST_REGISTRY", "CTPIPE_FEAST_ONLINE_STORE", "CTPIPE_FEATURES_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    return state
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def services_required() -> bool:
+    return os.environ.get("CI", "").lower() == "true"

@@ -1,0 +1,119 @@
+"""Every DAG file imports cleanly and cheaply, and every DAG follows the house policy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DAGS = ROOT / "dags"
+
+
+def probe(folder: Path, tmp_path: Path) -> tuple[dict, list[str]]:
+    """Parse ``folder`` in a fresh interpreter with the recording secrets backend in front."""
+    log = tmp_path / "lookups.log"
+    log.touch()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "AIRFLOW__SECRETS__BACKEND": "tests.dags.recording_backend.RecordingSecretsBackend",
+        "CTPIPE_LOOKUP_LOG": str(log),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.dags.parse_probe", str(folder)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = next(l for l in out.stdout.splitlines() if l.startswith("PROBE "))
+    return json.loads(line.removeprefix("PROBE ")), log.read_text().split()
+
+
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory) -> tuple[dict, list[str]]:
+    return probe(DAGS, tmp_path_factory.mktemp("probe"))
+
+
+def test_every_dag_file_imports_without_errors(parsed):
+    report, _ = parsed
+    assert report["import_errors"] == {}
+    assert {"ingest", "features"} <= set(report["dags"])
+    files = {Path(p).name for p in report["files"].values()}
+    assert files == {p.name for p in DAGS.glob("*.py")}, "a DAG file defines no DAG"
+
+
+def test_parsing_fetches_no_connection_or_variable(parsed):
+    _, lookups = parsed
+    assert lookups == []
+
+
+def test_parsing_imports_no_heavy_library(parsed):
+    report, _ = parsed
+    assert report["heavy_modules"] == []
+
+
+def test_the_probe_catches_what_it_looks_for(tmp_path):
+    """A DAG file that breaks every rule is caught, so the tests above can fail."""
+    bad = tmp_path / "dags"
+    bad.mkdir()
+    (bad / "bad.py").write_text(
+        "import sklearn\n"
+        "from airflow.sdk import Variable, BaseHook, dag\n"
+        "Variable.get('threshold', default=None)\n"
+        "try:\n    BaseHook.get_connection('warehouse')\nexcept Exception:\n    pass\n"
+        "@dag(schedule=None)\ndef bad():\n    pass\nbad()\n"
+    )
+    report, lookups = probe(bad, tmp_path)
+    assert "sklearn" in report["heavy_modules"]
+    assert "variable:threshold" in lookups and "connection:warehouse" in lookups
+
+
+@pytest.fixture(scope="module")
+def dags():
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS))
+    assert not bag.import_errors
+    return bag.dags
+
+
+def test_every_dag_declares_its_policy(dags):
+    for dag_id, dag in dags.items():
+        assert Path(dag.fileloc).stem == dag_id, f"{dag_id}: dag_id must match its file"
+        assert dag.tags, f"{dag_id}: no tags"
+        assert dag.doc_md and len(dag.doc_md) > 100, f"{dag_id}: no doc_md"
+        assert dag.start_date is not None and dag.start_date.utcoffset() == timedelta(0), (
+            f"{dag_id}: start_date not UTC"
+        )
+        assert dag.max_active_runs is not None
+        for task in dag.tasks:
+            assert task.retries >= 1, f"{dag_id}.{task.task_id}: no retries"
+            assert task.retry_exponential_backoff, f"{dag_id}.{task.task_id}: no backoff"
+            assert task.execution_timeout is not None, f"{dag_id}.{task.task_id}: no execution_timeout"
+
+
+def test_ingest_has_real_data_intervals(dags):
+    from airflow.sdk import CronDataIntervalTimetable
+
+    ingest = dags["ingest"]
+    assert isinstance(ingest.timetable, CronDataIntervalTimetable)
+    assert ingest.catchup is True
+
+
+def test_features_runs_on_validated_data_and_offers_a_trigger_form(dags):
+    features = dags["features"]
+    assets = {asset.name for asset in features.timetable.asset_condition.objects}
+    assert assets == {"validated_lab_samples", "validated_qc_results"}
+    params = features.params
+    for name in ("interval_start", "interval_end"):
+        assert params.get_param(name).schema["format"] == "date-time"
+        assert params.get_param(name).description

@@ -1,0 +1,162 @@
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from ctpipe.features import EVENT_TIMESTAMP, build_features, compute_features, intervals_to_process
+from ctpipe.lake import Interval, Lake
+
+from .sources import DATASET, raw_partition
+
+UTC = UTC
+T0 = datetime(2026, 2, 1, tzinfo=UTC)
+
+
+def day(offset: int) -> Interval:
+    return Interval(T0 + timedelta(days=offset), T0 + timedelta(days=offset + 1))
+
+
+def write_validated(lake: Lake, spec, interval: Interval, frame: pd.DataFrame) -> None:
+    path = raw_partition(lake, spec, interval, frame)
+    target = lake.partition("validated", spec.name, interval)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path.rename(target)
+
+
+def sample(lab: str, at: datetime, transit: float, temp: float, n: int) -> dict:
+    return {
+        "sample_id": f"S{n}",
+        "lab_id": lab,
+        "submitted_at": at,
+        "sample_type": "DNA",
+        "concentration_ng_ul": 50.0,
+        "volume_ul": 40.0,
+        "a260_280": 1.8,
+        "a260_230": 2.1,
+        "rin": None,
+        "storage_temp_c": temp,
+        "transit_hours": transit,
+        "courier": "BioFreight",
+    }
+
+
+@pytest.fixture
+def lake(tmp_path) -> Lake:
+    """45 days of two labs; lab B stops submitting after day 10. Outcomes arrive two days late."""
+    lake = Lake(tmp_path / "lake")
+    n = 0
+    for offset in range(45):
+        interval = day(offset)
+        rows, outcomes = [], []
+        for hour, lab in ((3, "A"), (15, "A"), (9, "B")):
+            if lab == "B" and offset > 10:
+                continue
+            at = interval.start + timedelta(hours=hour)
+            rows.append(sample(lab, at, transit=offset + hour, temp=-20.0 + hour, n=n))
+            n += 1
+        # outcomes reported in this interval belong to samples of two days earlier
+        for i, (lab, hour) in enumerate((("A", 1), ("A", 2), ("B", 4))):
+            if offset >= 2 and not (lab == "B" and offset - 2 > 10):
+                outcome = "failed" if (offset + i) % 3 == 0 else "passed"
+                outcomes.append(
+                    {
+                        "sample_id": f"R{offset}-{i}",
+                        "lab_id": lab,
+                        "reported_at": interval.start + timedelta(hours=hour),
+                        "qc_outcome": outcome,
+                    }
+                )
+        write_validated(lake, DATASET.events, interval, pd.DataFrame(rows))
+        write_validated(lake, DATASET.labels, interval, pd.DataFrame(outcomes, columns=DATASET.labels.column_names))
+    return lake
+
+
+def brute_force(lake: Lake, lab: str, end: datetime) -> dict:
+    """The aggregates for one lab, row by row, straight from the validated files."""
+
+    def read(table):
+        frames = [pq.read_table(p).to_pandas() for _, p in lake.partitions("validated", table)]
+        return pd.concat([f for f in frames if len(f)])
+
+    events, labels = read("lab_samples"), read("qc_results")
+    result = {}
+    for agg in DATASET.aggregates:
+        frame, stamp = (events, "submitted_at") if agg.table == "events" else (labels, "reported_at")
+        picked = [r for r in frame.itertuples() if r.lab_id == lab and end - agg.window <= getattr(r, stamp) < end]
+        if agg.function == "count":
+            result[agg.name] = len(picked)
+        elif agg.function == "mean":
+            result[agg.name] = sum(getattr(r, agg.column) for r in picked) / len(picked) if picked else None
+        else:
+            result[agg.name] = (
+                sum(getattr(r, agg.column) == agg.value for r in picked) / len(picked) if picked else None
+            )
+    return result
+
+
+@pytest.mark.parametrize("offset", [0, 6, 7, 15, 29, 40, 44])
+def test_aggregates_match_a_row_by_row_count(lake, offset):
+    interval = day(offset)
+    features = compute_features(DATASET, lake, interval).set_index("lab_id")
+    assert (features[EVENT_TIMESTAMP] == pd.Timestamp(interval.end)).all()
+    for lab in features.index:
+        expected = brute_force(lake, lab, interval.end)
+        for name, value in expected.items():
+            got = features.loc[lab, name]
+            if value is None:
+                assert pd.isna(got), (lab, name)
+            else:
+                assert got == pytest.approx(value), (lab, name, offset)
+
+
+def test_rows_at_or_after_the_interval_end_are_never_read(lake):
+    interval = day(5)
+    before = compute_features(DATASET, lake, interval)
+    # A sample stamped exactly at the end belongs to the next interval and must not count.
+    late = pd.DataFrame(
+        [
+            sample("A", interval.end, 999.0, 20.0, 10_000),
+            sample("A", interval.end + timedelta(hours=5), 999.0, 20.0, 10_001),
+        ]
+    )
+    write_validated(
+        lake,
+        DATASET.events,
+        day(6),
+        pd.concat([pq.read_table(lake.partition("validated", "lab_samples", day(6))).to_pandas(), late]),
+    )
+    after = compute_features(DATASET, lake, interval)
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_labs_without_activity_in_the_longest_window_drop_out(lake):
+    assert set(compute_features(DATASET, lake, day(20))["lab_id"]) == {"A", "B"}
+    assert set(compute_features(DATASET, lake, day(39))["lab_id"]) == {"A", "B"}  # its last outcome, day 12
+    assert set(compute_features(DATASET, lake, day(40))["lab_id"]) == {"A"}
+
+
+def test_build_features_writes_one_partition_per_interval_and_replaces_it(lake):
+    first = build_features(DATASET, lake, day(12))
+    before = pq.read_table(first.uri)
+    second = build_features(DATASET, lake, day(12))
+    assert pq.read_table(second.uri).equals(before)
+    assert first.entities == 2 and first.input_partitions == {"lab_samples": 13, "qc_results": 13}
+    assert [p.name for p in lake.table_dir("features", "lab_features").iterdir()] == [day(12).key + ".parquet"]
+
+
+def test_intervals_from_asset_events_are_deduplicated_and_sorted():
+    extras = [{"interval": day(2).to_dict()}, {"interval": day(1).to_dict()}, {"interval": day(2).to_dict()}, {}]
+    assert intervals_to_process(None, None, extras) == [day(1).to_dict(), day(2).to_dict()]
+
+
+def test_a_manual_range_is_split_into_days():
+    got = intervals_to_process(day(0).start.isoformat(), day(2).end.isoformat(), [])
+    assert got == [day(0).to_dict(), day(1).to_dict(), day(2).to_dict()]
+
+
+def test_a_run_with_nothing_to_compute_says_how_to_trigger_it():
+    with pytest.raises(ValueError, match="trigger with interval_start and interval_end"):
+        intervals_to_process(None, None, [])
+    with pytest.raises(ValueError, match="both interval_start and interval_end"):
+        intervals_to_process(day(0).start.isoformat(), None, [])

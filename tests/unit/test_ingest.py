@@ -1,0 +1,110 @@
+from datetime import UTC, datetime
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from ctpipe.ingest import SourceError, extract_interval
+from ctpipe.lake import Interval, Lake
+
+from .sources import DATASET, seeded_sqlite
+
+UTC = UTC
+DAY2 = Interval(datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC))
+
+
+@pytest.fixture
+def source(tmp_path):
+    engine, samples, results = seeded_sqlite(tmp_path / "source.db", rows_per_day=300)
+    yield engine, samples, results
+    engine.dispose()
+
+
+def test_extracts_exactly_the_half_open_interval(source, tmp_path):
+    engine, samples, _ = source
+    # Rows stamped exactly on both bounds: the start belongs to the interval, the end does not.
+    edge = samples.iloc[[0, 1]].copy()
+    edge["sample_id"] = ["EDGE-START", "EDGE-END"]
+    edge["submitted_at"] = [pd.Timestamp(DAY2.start), pd.Timestamp(DAY2.end)]
+    table = sa.Table(DATASET.events.name, sa.MetaData(), autoload_with=engine)
+    with engine.begin() as conn:
+        conn.execute(table.insert(), edge.astype(object).where(edge.notna(), None).to_dict("records"))
+
+    result = extract_interval(engine, DATASET.events, DAY2, Lake(tmp_path / "lake"), chunk_rows=100)
+    frame = pq.read_table(result.uri).to_pandas()
+    expected = samples[(samples["submitted_at"] >= DAY2.start) & (samples["submitted_at"] < DAY2.end)]
+    assert result.rows == len(frame) == len(expected) + 1
+    assert "EDGE-START" in set(frame["sample_id"]) and "EDGE-END" not in set(frame["sample_id"])
+    assert frame["submitted_at"].min() >= DAY2.start and frame["submitted_at"].max() < DAY2.end
+    assert str(frame["submitted_at"].dtype) == "datetime64[us, UTC]"
+    assert list(frame.columns) == DATASET.events.column_names
+
+
+def test_values_survive_extraction_unchanged(source, tmp_path):
+    engine, samples, _ = source
+    result = extract_interval(engine, DATASET.events, DAY2, Lake(tmp_path / "lake"), chunk_rows=1000)
+    frame = pq.read_table(result.uri).to_pandas()
+    expected = samples[(samples["submitted_at"] >= DAY2.start) & (samples["submitted_at"] < DAY2.end)]
+    key = ["submitted_at", "sample_id"]
+    got = frame.sort_values(key, kind="stable").reset_index(drop=True)
+    want = expected.sort_values(key, kind="stable").reset_index(drop=True)
+    want["submitted_at"] = want["submitted_at"].astype("datetime64[us, UTC]")
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
+
+def test_chunk_size_does_not_change_the_partition(source, tmp_path):
+    engine, _, _ = source
+    small = extract_interval(engine, DATASET.events, DAY2, Lake(tmp_path / "a"), chunk_rows=7)
+    large = extract_interval(engine, DATASET.events, DAY2, Lake(tmp_path / "b"), chunk_rows=100_000)
+    assert pq.ParquetFile(small.uri).metadata.num_row_groups > 10  # written chunk by chunk
+    assert pq.read_table(small.uri).equals(pq.read_table(large.uri))
+
+
+def test_rerunning_an_interval_replaces_its_partition(source, tmp_path):
+    engine, _, _ = source
+    lake = Lake(tmp_path / "lake")
+    first = extract_interval(engine, DATASET.events, DAY2, lake, chunk_rows=50)
+    before = pq.read_table(first.uri)
+    second = extract_interval(engine, DATASET.events, DAY2, lake, chunk_rows=50)
+    after = pq.read_table(second.uri)
+    assert first.uri == second.uri and after.equals(before)
+    assert [p.name for p in lake.table_dir("raw", DATASET.events.name).iterdir()] == [DAY2.key + ".parquet"]
+
+
+def test_an_empty_interval_writes_an_empty_partition_and_says_so(source, tmp_path):
+    engine, _, _ = source
+    lake = Lake(tmp_path / "lake")
+    quiet = Interval(datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 1, 2, tzinfo=UTC))
+    result = extract_interval(engine, DATASET.events, quiet, lake, chunk_rows=50)
+    assert result.empty and result.rows == 0
+    table = pq.read_table(result.uri)
+    assert table.num_rows == 0 and table.schema.names == DATASET.events.column_names
+    assert '"rows": 0' in lake.manifest("raw", DATASET.events.name, quiet).read_text()
+
+
+def test_a_missing_table_is_named(tmp_path):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(SourceError, match="source table 'lab_samples' does not exist"):
+        extract_interval(engine, DATASET.events, DAY2, Lake(tmp_path / "lake"), chunk_rows=10)
+
+
+def test_a_missing_timestamp_column_is_named(source, tmp_path):
+    engine, _, _ = source
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE lab_samples RENAME COLUMN submitted_at TO created"))
+    with pytest.raises(SourceError, match="no timestamp column 'submitted_at'"):
+        extract_interval(engine, DATASET.events, DAY2, Lake(tmp_path / "lake"), chunk_rows=10)
+
+
+def test_a_value_that_does_not_fit_its_declared_type_is_named(source, tmp_path):
+    engine, _, _ = source
+    with engine.begin() as conn:  # SQLite stores whatever it is given
+        conn.execute(
+            sa.text(
+                "UPDATE lab_samples SET volume_ul = 'lots' WHERE sample_id = (SELECT MIN(sample_id) FROM lab_samples"
+                " WHERE submitted_at >= '2026-01-02')"
+            )
+        )
+    with pytest.raises(SourceError, match="column 'volume_ul' .* holds 'lots'"):
+        extract_interval(engine, DATASET.events, DAY2, Lake(tmp_path / "lake"), chunk_rows=10)

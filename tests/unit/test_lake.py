@@ -1,0 +1,59 @@
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from ctpipe.lake import Interval, Lake, atomic_path
+
+UTC = UTC
+
+
+def test_interval_key_round_trips_and_sorts():
+    interval = Interval(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
+    assert interval.key == "20260101T000000Z_20260102T000000Z"
+    assert Interval.from_key(interval.key) == interval
+    assert Interval.parse("2026-01-01T00:00:00+00:00", "2026-01-02") == interval
+
+
+def test_interval_rejects_naive_and_backwards_bounds():
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Interval(datetime(2026, 1, 1), datetime(2026, 1, 2, tzinfo=UTC))
+    with pytest.raises(ValueError, match="must be after"):
+        Interval(datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_interval_is_normalised_to_utc():
+    plus_two = timezone(timedelta(hours=2))
+    interval = Interval(datetime(2026, 1, 1, 2, tzinfo=plus_two), datetime(2026, 1, 2, 2, tzinfo=plus_two))
+    assert interval.start == datetime(2026, 1, 1, tzinfo=UTC) and interval.start.tzinfo == UTC
+
+
+def test_atomic_path_leaves_nothing_behind_on_failure(tmp_path):
+    final = tmp_path / "zone" / "part.parquet"
+    with pytest.raises(RuntimeError), atomic_path(final) as tmp:
+        tmp.write_text("half a file")
+        raise RuntimeError("writer died")
+    assert not final.exists()
+    assert list(final.parent.iterdir()) == []
+
+
+def test_atomic_path_replaces_the_previous_file_whole(tmp_path):
+    final = tmp_path / "part.parquet"
+    final.write_text("old")
+    with atomic_path(final) as tmp:
+        assert tmp.name.startswith(".")  # hidden from dataset readers while written
+        tmp.write_text("new")
+    assert final.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["part.parquet"]
+
+
+def test_partitions_lists_overlapping_intervals_oldest_first(tmp_path):
+    lake = Lake(tmp_path)
+    days = [Interval(datetime(2026, 1, d, tzinfo=UTC), datetime(2026, 1, d + 1, tzinfo=UTC)) for d in (3, 1, 2)]
+    for day in days:
+        path = lake.partition("validated", "t", day)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    (lake.table_dir("validated", "t") / ".tmp.parquet").touch()
+    within = Interval(datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, 12, tzinfo=UTC))
+    assert [i.start.day for i, _ in lake.partitions("validated", "t", within)] == [2, 3]
+    assert [i.start.day for i, _ in lake.partitions("validated", "t")] == [1, 2, 3]

@@ -1,0 +1,149 @@
+from datetime import UTC, date, datetime
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from ctpipe.datasets.lab_qc_generator import GeneratorConfig, generate
+from ctpipe.lake import Interval, Lake
+from ctpipe.validation import QUARANTINE_REASONS, ValidationGateError, validate_partition
+
+from .sources import DATASET, raw_partition, rule_violations
+
+UTC = UTC
+DAY = Interval(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
+SPEC = DATASET.events
+
+
+@pytest.fixture
+def lake(tmp_path):
+    return Lake(tmp_path / "lake")
+
+
+def validate(lake, tmp_path, frame, max_bad_row_share=0.5, spec=SPEC):
+    uri = raw_partition(lake, spec, DAY, frame)
+    return validate_partition(spec, uri, DAY, lake, tmp_path / "gx", tmp_path / "reports", max_bad_row_share)
+
+
+def clean_samples(rows=40) -> pd.DataFrame:
+    samples, _ = generate(GeneratorConfig(start=date(2026, 1, 1), days=1, rows_per_day=rows, bad_row_share=0))
+    return samples
+
+
+def quarantine_of(outcome) -> pd.DataFrame:
+    return pq.read_table(outcome.quarantine_uri).to_pandas()
+
+
+def test_each_bad_row_is_quarantined_with_the_expectations_it_broke(lake, tmp_path):
+    frame = clean_samples()
+    frame = frame.astype({"lab_id": object, "sample_type": object})
+    rna = frame.index[(frame["sample_type"] == "RNA") & (frame.index > 8)][0]
+    frame.loc[1, "lab_id"] = None
+    frame.loc[2, "a260_280"] = 9.9
+    frame.loc[3, "sample_type"] = "tissue"
+    frame.loc[rna, "rin"] = None
+    frame.loc[5, "volume_ul"] = -5.0
+    frame.loc[5, "courier"] = "Drone Drop"
+    frame.loc[7, "sample_id"] = frame.loc[6, "sample_id"]  # two different samples under one id
+    frame = pd.concat([frame, frame.iloc[[0]]], ignore_index=True)  # the same record delivered twice
+
+    outcome = validate(lake, tmp_path, frame)
+
+    quarantine = quarantine_of(outcome)
+    by_id = quarantine.groupby("sample_id")[QUARANTINE_REASONS].apply(lambda r: sorted(x for v in r for x in v))
+    ids = frame["sample_id"]
+    assert by_id[ids[1]] == ["expect_column_values_to_not_be_null(lab_id)"]
+    assert by_id[ids[2]] == ["expect_column_values_to_be_between(a260_280)"]
+    assert by_id[ids[3]] == ["expect_column_values_to_be_in_set(sample_type)"]
+    assert by_id[ids[rna]] == ['expect_column_values_to_not_be_null(rin) where sample_type == "RNA"']
+    assert by_id[ids[5]] == [
+        "expect_column_values_to_be_between(volume_ul)",
+        "expect_column_values_to_be_in_set(courier)",
+    ]
+    assert by_id[ids[6]] == ["expect_column_values_to_be_unique(sample_id)"] * 2
+    assert by_id[ids[0]] == ["duplicate_row"]  # the first delivery lands, the copy does not
+    assert quarantine[QUARANTINE_REASONS].map(len).min() >= 1
+
+    validated = pq.read_table(outcome.validated_uri).to_pandas()
+    assert ids[0] in set(validated["sample_id"])
+    assert outcome.status == "passed"
+    assert outcome.rows_in == len(frame) == outcome.rows_passed + outcome.rows_quarantined
+    assert outcome.rows_quarantined == 8 and len(validated) == outcome.rows_passed
+    assert not rule_violations(validated, SPEC).any()
+
+
+def test_generated_bad_rows_are_exactly_the_quarantined_ones(lake, tmp_path):
+    samples, _ = generate(GeneratorConfig(start=date(2026, 1, 1), days=1, rows_per_day=800, bad_row_share=0.05))
+    outcome = validate(lake, tmp_path, samples)
+    quarantine = quarantine_of(outcome)
+    validated = pq.read_table(outcome.validated_uri).to_pandas()
+    assert outcome.rows_quarantined == int(rule_violations(samples, SPEC).sum()) > 10
+    assert len(quarantine) + len(validated) == len(samples)
+    assert not rule_violations(validated, SPEC).any()
+    report = pd.read_json(outcome.report_uri, typ="series")
+    assert report["rows_quarantined"] == len(quarantine)
+
+
+def test_too_many_bad_rows_fail_the_gate_and_quarantine_the_interval(lake, tmp_path):
+    frame = clean_samples(40)
+    frame.loc[:15, "a260_280"] = 9.9
+    with pytest.raises(ValidationGateError) as error:
+        validate(lake, tmp_path, frame, max_bad_row_share=0.2)
+    message = str(error.value)
+    assert "above the threshold of 20.0%" in message
+    assert "expect_column_values_to_be_between(a260_280): 16" in message
+    assert not lake.partition("validated", SPEC.name, DAY).exists()
+    quarantine = pq.read_table(lake.partition("quarantine", SPEC.name, DAY)).to_pandas()
+    assert len(quarantine) == len(frame)  # nothing lost: the clean rows wait in quarantine too
+    assert quarantine[QUARANTINE_REASONS].map(lambda r: r[0].startswith("interval_rejected")).sum() == len(frame) - 16
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            lambda f: f.rename(columns={"courier": "courier_name"}),
+            ["missing column(s) ['courier']", "unexpected column(s) ['courier_name']"],
+        ),
+        (lambda f: f.drop(columns=["rin"]), ["missing column(s) ['rin']"]),
+        (
+            lambda f: f.astype({"volume_ul": str}),
+            ["column 'volume_ul' retyped: expected float (float64), found str values such as '"],
+        ),
+    ],
+    ids=["renamed", "missing", "retyped"],
+)
+def test_a_schema_change_fails_with_a_message_naming_it(lake, tmp_path, change, expected):
+    frame = change(clean_samples(20))
+    with pytest.raises(ValidationGateError, match="the source schema changed") as error:
+        validate(lake, tmp_path, frame)
+    for text in expected:
+        assert text in str(error.value)
+    quarantine = pq.read_table(lake.partition("quarantine", SPEC.name, DAY)).to_pandas()
+    assert len(quarantine) == 20 and quarantine[QUARANTINE_REASONS].map(lambda r: "schema_changed" in r[0]).all()
+    report = pd.read_json(tmp_path / "reports" / "validation" / SPEC.name / f"{DAY.key}.json", typ="series")
+    assert report["status"] == "schema_changed"
+
+
+def test_an_empty_partition_passes_as_empty(lake, tmp_path):
+    outcome = validate(lake, tmp_path, clean_samples(5).iloc[0:0])
+    assert outcome.status == "empty" and outcome.rows_in == outcome.rows_passed == outcome.rows_quarantined == 0
+    assert pq.read_table(outcome.validated_uri).num_rows == 0
+
+
+def test_every_run_builds_data_docs(lake, tmp_path):
+    outcome = validate(lake, tmp_path, clean_samples(10))
+    page = outcome.data_docs_uri.removeprefix("file://")
+    assert page.endswith(".html") and "lab_samples_suite" in page
+    html = open(page).read()
+    assert "a260_280" in html and "sample_id" in html  # the page renders this suite's expectations
+    assert (tmp_path / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
+
+
+def test_revalidating_gives_the_same_partitions(lake, tmp_path):
+    samples, _ = generate(GeneratorConfig(start=date(2026, 1, 1), days=1, rows_per_day=200, bad_row_share=0.05))
+    first = validate(lake, tmp_path, samples)
+    validated, quarantined = pq.read_table(first.validated_uri), pq.read_table(first.quarantine_uri)
+    second = validate(lake, tmp_path, samples)
+    assert pq.read_table(second.validated_uri).equals(validated)
+    assert pq.read_table(second.quarantine_uri).equals(quarantined)
