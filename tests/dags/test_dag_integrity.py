@@ -34,7 +34,7 @@ def probe(folder: Path, tmp_path: Path) -> tuple[dict, list[str]]:
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    line = next(l for l in out.stdout.splitlines() if l.startswith("PROBE "))
+    line = next(row for row in out.stdout.splitlines() if row.startswith("PROBE "))
     return json.loads(line.removeprefix("PROBE ")), log.read_text().split()
 
 

@@ -130,8 +130,8 @@ def test_online_values_are_the_latest_materialized_rows(store):
     feature_store, lake, _ = store
     latest = offline_rows(lake).groupby(DATASET.entity).tail(1).set_index(DATASET.entity)
     labs = sorted(latest.index)
-    values = online_features(feature_store, DATASET.feature_service, DATASET.entity, labs + ["LAB-999"])
-    assert values[DATASET.entity] == labs + ["LAB-999"]
+    values = online_features(feature_store, DATASET.feature_service, DATASET.entity, [*labs, "LAB-999"])
+    assert values[DATASET.entity] == [*labs, "LAB-999"]
     for name in FEATURES:
         served = pd.Series(values[name][:-1], index=labs, dtype="float64")
         assert np.allclose(served, latest.loc[labs, name].astype("float64"), equal_nan=True), name

@@ -106,5 +106,5 @@ def test_a_value_that_does_not_fit_its_declared_type_is_named(source, tmp_path):
                 " WHERE submitted_at >= '2026-01-02')"
             )
         )
-    with pytest.raises(SourceError, match="column 'volume_ul' .* holds 'lots'"):
+    with pytest.raises(SourceError, match=r"column 'volume_ul' .* holds 'lots'"):
         extract_interval(engine, DATASET.events, DAY2, Lake(tmp_path / "lake"), chunk_rows=10)
