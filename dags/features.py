@@ -19,15 +19,13 @@ and `POST /get-online-features`.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from airflow.sdk import Asset, AssetAll, Param, dag, task
 
-import pendulum
-from airflow.sdk import Asset, Param, dag, task
-
+from ctpipe.dag_policy import DEFAULT_ARGS, START_DATE, validated_asset
 from ctpipe.datasets import get_dataset
 
 DATASET = get_dataset()
-VALIDATED = [Asset(f"validated_{t.name}") for t in DATASET.tables]
+VALIDATED = [Asset(validated_asset(t.name)) for t in DATASET.tables]
 FEATURES = Asset(DATASET.feature_view)
 
 
@@ -56,17 +54,12 @@ def materialize(intervals: list[dict], outlet_events=None) -> dict:
 
 
 @dag(
-    schedule=VALIDATED[0] & VALIDATED[1],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    schedule=AssetAll(*VALIDATED),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     tags=["ctpipe", "features", "feast", DATASET.name],
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-        "execution_timeout": timedelta(minutes=30),
-    },
+    default_args=DEFAULT_ARGS,
     params={
         "interval_start": Param(
             None,

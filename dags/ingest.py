@@ -20,16 +20,14 @@ interval and row counts; the `features` DAG is scheduled on those assets.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pendulum
 from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task
 
+from ctpipe.dag_policy import DEFAULT_ARGS, START_DATE, raw_asset, validated_asset
 from ctpipe.datasets import get_dataset
 
 DATASET = get_dataset()
-RAW = {t.name: Asset(f"raw_{t.name}") for t in DATASET.tables}
-VALIDATED = {t.name: Asset(f"validated_{t.name}") for t in DATASET.tables}
+RAW = {t.name: Asset(raw_asset(t.name)) for t in DATASET.tables}
+VALIDATED = {t.name: Asset(validated_asset(t.name)) for t in DATASET.tables}
 
 
 @task
@@ -59,16 +57,11 @@ def validate(extraction: dict, outlet_events=None) -> dict:
 
 @dag(
     schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=True,
     max_active_runs=1,
     tags=["ctpipe", "data", DATASET.name],
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(minutes=1),
-        "retry_exponential_backoff": True,
-        "execution_timeout": timedelta(minutes=30),
-    },
+    default_args=DEFAULT_ARGS,
     doc_md=__doc__,
 )
 def ingest():

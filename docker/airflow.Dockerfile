@@ -21,3 +21,5 @@ RUN pip install --no-cache-dir --no-deps /opt/ctpipe
 COPY --chown=airflow:root dags /opt/airflow/dags
 COPY --chown=airflow:root plugins /opt/airflow/plugins
 COPY --chown=airflow:root feature_repo /opt/airflow/feature_repo
+
+ENV CTPIPE_FEATURE_REPO=/opt/airflow/feature_repo

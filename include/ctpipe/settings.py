@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-FEATURE_REPO = PROJECT_ROOT / "feature_repo"
+# Where feature_repo/ is when the package is installed apart from the checkout (an image).
+FEATURE_REPO = Path(os.environ.get("CTPIPE_FEATURE_REPO") or PROJECT_ROOT / "feature_repo")
 
 
 def _env_float(name: str, default: float) -> float:

@@ -1,0 +1,26 @@
+"""What every DAG of the project shares: retries, timeouts, start date. Pure Python, cheap to import."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+# The first data interval the DAGs know of; catchup starts here.
+START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+
+DEFAULT_ARGS = {
+    "owner": "ctpipe",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=1),
+    "retry_exponential_backoff": True,
+    "execution_timeout": timedelta(minutes=30),
+}
+
+
+def raw_asset(table: str) -> str:
+    """Name of the Asset an extraction of ``table`` updates."""
+    return f"raw_{table}"
+
+
+def validated_asset(table: str) -> str:
+    """Name of the Asset that validated data of ``table`` updates; downstream DAGs schedule on it."""
+    return f"validated_{table}"
