@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow.parquet as pq
 import pytest
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.services
 
 DATASET = get_dataset()
 ADMIN_URL = os.environ.get("CTPIPE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-DAY = Interval(datetime(2026, 1, 2, tzinfo=timezone.utc), datetime(2026, 1, 3, tzinfo=timezone.utc))
+DAY = Interval(datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC))
 CONFIG = GeneratorConfig(start=date(2026, 1, 1), days=3, rows_per_day=300, bad_row_share=0.05)
 
 
@@ -86,7 +86,10 @@ def test_the_postgres_timestamp_column_is_timezone_aware(postgres_url):
     engine = sa.create_engine(postgres_url)
     with engine.connect() as conn:
         kind = conn.execute(
-            sa.text("SELECT data_type FROM information_schema.columns WHERE table_name = 'lab_samples' AND column_name = 'submitted_at'")
+            sa.text(
+                "SELECT data_type FROM information_schema.columns"
+                " WHERE table_name = 'lab_samples' AND column_name = 'submitted_at'"
+            )
         ).scalar()
         first = conn.execute(sa.text("SELECT min(submitted_at) FROM lab_samples")).scalar()
     engine.dispose()
