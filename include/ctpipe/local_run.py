@@ -17,6 +17,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,27 @@ from ctpipe.settings import PROJECT_ROOT, Settings
 
 class RunFailed(RuntimeError):
     pass
+
+
+@contextmanager
+def output_to(path: Path) -> Iterator[None]:
+    """Send everything written to stdout and stderr, by Python or not, to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "w") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
 
 
 def prepare_airflow(settings: Settings) -> None:
@@ -105,10 +128,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--rows-per-day", type=int, default=GeneratorConfig.rows_per_day)
     parser.add_argument("--drift-start", type=date.fromisoformat, default=None, help="default: 3/4 into the range")
-    parser.add_argument("--verbose", action="store_true", help="show Airflow's task logs")
+    parser.add_argument(
+        "--no-seed", action="store_true", help="run over the source as it is (AIRFLOW_CONN_CTPIPE_SOURCE), do not seed"
+    )
+    parser.add_argument("--verbose", action="store_true", help="show the runs' logs here instead of in state/logs")
     args = parser.parse_args(argv)
-    if not args.verbose:  # before Airflow is imported; task logs still land in state/logs
-        os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
 
     from ctpipe.seed import seed
 
@@ -117,18 +141,33 @@ def main(argv: list[str] | None = None) -> None:
     drift_start = args.drift_start or args.start + timedelta(days=args.days * 3 // 4)
     config = GeneratorConfig(start=args.start, days=args.days, rows_per_day=args.rows_per_day, drift_start=drift_start)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    counts = seed(f"sqlite:///{settings.state_dir / 'source.db'}", config)
-    print(f"Seeded {counts} for {config.start} .. {config.end} (drift from {drift_start}).", flush=True)
+    if not args.no_seed:
+        counts = seed(f"sqlite:///{settings.state_dir / 'source.db'}", config)
+        print(f"Seeded {counts} for {config.start} .. {config.end} (drift from {drift_start}).", flush=True)
+    logs = settings.state_dir / "logs" / "local_run"
+
+    def quiet(name: str):
+        return nullcontext() if args.verbose else output_to(logs / name)
+
     prepare_airflow(settings)
-    dags = load_dags()
+    with quiet("load_dags.log"):
+        dags = load_dags()
     first = datetime.combine(args.start, datetime.min.time(), UTC)
     intervals = [Interval(first + timedelta(days=i), first + timedelta(days=i + 1)) for i in range(args.days)]
     for interval in intervals:
         day_started = time.perf_counter()
-        run_day(dags, interval)
+        log = logs / f"{interval.start:%Y-%m-%d}.log"
+        try:
+            with quiet(log.name):
+                run_day(dags, interval)
+        except RunFailed as error:
+            if not args.verbose:
+                print("".join(log.read_text().splitlines(keepends=True)[-40:]), file=sys.stderr)
+            sys.exit(f"{error}\nFull log: {log}")
         print(f"{interval.start:%Y-%m-%d}: ingest + features ok ({time.perf_counter() - day_started:.1f}s)", flush=True)
-    print()
-    print(summary(settings, intervals, time.perf_counter() - started))
+    with quiet("summary.log"):
+        text = summary(settings, intervals, time.perf_counter() - started)
+    print(f"\n{text}\nLogs of every run: {logs}")
 
 
 if __name__ == "__main__":

@@ -87,7 +87,8 @@ def test_training_sets_are_point_in_time_correct(store):
     rng = np.random.default_rng(7)
     labs = sorted(features[DATASET.entity].unique())
     # Random moments, plus the sharpest edges: exactly on a stamp and one microsecond before it.
-    moments = [pd.Timestamp(START) + pd.Timedelta(seconds=float(s)) for s in rng.uniform(0, 14 * 86400, size=150)]
+    offsets = rng.uniform(0, 14 * 86400, size=150)
+    moments = [(pd.Timestamp(START) + pd.Timedelta(seconds=float(s))).round("us") for s in offsets]
     moments += [pd.Timestamp(s) for s in stamps] + [pd.Timestamp(s) - pd.Timedelta(microseconds=1) for s in stamps]
     entity_rows = pd.DataFrame(
         {
