@@ -5,7 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 
 # The repository root is AIRFLOW_HOME; all generated state lives in ./state.
+# The venv's bin comes first on PATH: `airflow standalone` starts its components by name.
 export AIRFLOW_HOME := $(CURDIR)
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 export AIRFLOW_CONN_CTPIPE_SOURCE ?= {"conn_type": "sqlite", "host": "$(CURDIR)/state/source.db"}
 
 .PHONY: run test lint lock airflow serve-features clean bench
