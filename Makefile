@@ -10,7 +10,7 @@ export AIRFLOW_HOME := $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export AIRFLOW_CONN_CTPIPE_SOURCE ?= {"conn_type": "sqlite", "host": "$(CURDIR)/state/source.db"}
 
-.PHONY: run test lint lock airflow serve-features clean bench
+.PHONY: run test lint lock airflow mlflow serve-features clean bench
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (set PYTHON=...)"; exit 1; }
@@ -48,6 +48,10 @@ lock:
 ## The Airflow UI (and scheduler) on the embedded default: http://localhost:8080
 airflow: $(BIN)/.installed
 	$(BIN)/airflow standalone
+
+## The MLflow UI on the embedded default's tracking store: http://localhost:5000
+mlflow: $(BIN)/.installed
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/state/mlflow/mlflow.db --port 5000
 
 ## Feast's HTTP feature server on the configured stores: http://localhost:6566
 serve-features: $(BIN)/.installed

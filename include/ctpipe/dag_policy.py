@@ -24,3 +24,7 @@ def raw_asset(table: str) -> str:
 def validated_asset(table: str) -> str:
     """Name of the Asset that validated data of ``table`` updates; downstream DAGs schedule on it."""
     return f"validated_{table}"
+
+
+# Published by the monitoring DAG when drift calls for a new model; the training DAG runs on it.
+RETRAIN_REQUEST = "retrain_request"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ctpipe.datasets.spec import Aggregate, DatasetSpec, TableSpec
+from ctpipe.datasets.spec import Aggregate, DatasetSpec
 from ctpipe.lake import Interval, Lake, atomic_path, write_json
 
 if TYPE_CHECKING:
@@ -48,22 +48,6 @@ def feature_schema(dataset: DatasetSpec) -> pa.Schema:
     )
 
 
-def _read_window(
-    lake: Lake, table: TableSpec, entity: str, columns: set[str], window: Interval
-) -> tuple[pd.DataFrame, int]:
-    import pandas as pd
-
-    wanted = sorted({entity, table.timestamp, *columns})
-    partitions = lake.partitions("validated", table.name, within=window)
-    frames = [pq.read_table(path, columns=wanted).to_pandas() for _, path in partitions]
-    frames = [frame for frame in frames if len(frame)]  # empty intervals add nothing
-    if not frames:
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in wanted}), 0
-    frame = pd.concat(frames, ignore_index=True)
-    stamped = frame[table.timestamp]
-    return frame[(stamped >= window.start) & (stamped < window.end)], len(partitions)
-
-
 def aggregate(frame: pd.DataFrame, spec: Aggregate, entity: str, timestamp: str, end: Any) -> pd.Series:
     """One aggregate per entity over ``[end - window, end)``."""
     rows = frame[frame[timestamp] >= end - spec.window]
@@ -84,8 +68,9 @@ def compute_features(dataset: DatasetSpec, lake: Lake, interval: Interval) -> pd
     tables = {"events": dataset.events, "labels": dataset.labels}
     frames, read = {}, {}
     for role, table in tables.items():
-        columns = {a.column for a in dataset.aggregates if a.table == role and a.column}
-        frames[role], read[table.name] = _read_window(lake, table, dataset.entity, columns, window)
+        columns = sorted({dataset.entity, *(a.column for a in dataset.aggregates if a.table == role and a.column)})
+        frames[role] = lake.read_window("validated", table.name, table.timestamp, window, columns)
+        read[table.name] = len(lake.partitions("validated", table.name, window))
 
     entities = sorted(set(frames["events"][dataset.entity]) | set(frames["labels"][dataset.entity]))
     features = pd.DataFrame({dataset.entity: pd.Series(entities, dtype="object")})

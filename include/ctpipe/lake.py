@@ -17,7 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 KEY_FORMAT = "%Y%m%dT%H%M%SZ"
 
@@ -98,6 +101,20 @@ class Lake:
 
     def table_dir(self, zone: str, table: str) -> Path:
         return self.root / zone / table
+
+    def read_window(self, zone: str, table: str, timestamp: str, window: Interval, columns: list[str]) -> pd.DataFrame:
+        """The rows of a table stamped in ``window`` (by ``timestamp``), from every partition overlapping it."""
+        import pandas as pd
+        import pyarrow.parquet as pq
+
+        wanted = list(dict.fromkeys([timestamp, *columns]))
+        frames = [pq.read_table(path, columns=wanted).to_pandas() for _, path in self.partitions(zone, table, window)]
+        frames = [frame for frame in frames if len(frame)]  # empty intervals add nothing
+        if not frames:
+            return pd.DataFrame({c: pd.Series(dtype="object") for c in wanted})
+        frame = pd.concat(frames, ignore_index=True)
+        stamped = frame[timestamp]
+        return frame[(stamped >= window.start) & (stamped < window.end)].reset_index(drop=True)
 
     def partitions(self, zone: str, table: str, within: Interval | None = None) -> list[tuple[Interval, Path]]:
         """Partitions of a table, oldest first, optionally those overlapping ``within``."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -82,7 +83,10 @@ def run_dag(dag: Any, logical_date: datetime, conf: dict[str, Any] | None = None
     return run
 
 
-def run_day(dags: dict[str, Any], interval: Interval) -> None:
+def run_day(dags: dict[str, Any], interval: Interval, train_first_model: bool) -> list[str]:
+    """One day as the scheduler would run it; returns what happened beyond the routine."""
+    from ctpipe.monitoring import recorded_check
+
     # A daily cron-interval run triggered at the interval's end covers [start, end).
     run_dag(dags["ingest"], interval.end)
     run_dag(
@@ -90,13 +94,83 @@ def run_day(dags: dict[str, Any], interval: Interval) -> None:
         interval.end,
         {"interval_start": interval.start.isoformat(), "interval_end": interval.end.isoformat()},
     )
+    happened = []
+    cutoff = interval.end.isoformat()
+    if train_first_model:
+        run_dag(dags["training"], interval.end, {"cutoff": cutoff, "retrain_reason": "first model"})
+        happened.append(f"first model: {promotion_of_latest()}")
+    # The monitoring DAG runs on the features asset; a retrain request it publishes triggers training.
+    run_dag(dags["monitoring"], interval.end, {"interval_end": cutoff})
+    check = recorded_check(interval)
+    if check and check["decision"] == "retrain":
+        conf = {"cutoff": cutoff, "retrain_reason": check["reason"], "drift_report": check["report_uri"]}
+        run_dag(dags["training"], interval.end, conf)
+        happened.append(f"{check['reason']} -> {promotion_of_latest()}")
+    return happened
 
 
-def summary(settings: Settings, intervals: list[Interval], seconds: float) -> str:
+def promotion_of_latest() -> str:
+    """The newest model version and its recorded promotion decision, in a few words."""
+    from ctpipe.datasets import get_dataset
+    from ctpipe.registry import client
+
+    name = get_dataset().model_name
+    latest = max(client().search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    return f"version {latest.version} {latest.tags.get('promotion_decision', 'undecided')}"
+
+
+def has_model_versions() -> bool:
+    from ctpipe.datasets import get_dataset
+    from ctpipe.registry import client
+
+    return bool(client().search_model_versions(f"name = '{get_dataset().model_name}'"))
+
+
+def model_story(drift_start: date) -> list[str]:
+    """Model versions with their promotion decisions, the champion, and what the drift checks said."""
+    import mlflow
+
+    from ctpipe.datasets import get_dataset
+    from ctpipe.registry import CHAMPION, alias_version, client
+    from ctpipe.tracking import configure
+
+    name = get_dataset().model_name
+    mlflow_client = client()
+    versions = sorted(mlflow_client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    lines = [f"Models ({name}):"]
+    for v in versions:
+        tags = v.tags
+        lines.append(
+            f"  version {v.version} [{tags.get('family')}, data to {tags.get('training_cutoff', '')[:10]}, "
+            f"trigger: {tags.get('trigger', '')[:60]}]: {tags.get('promotion_decision', 'undecided')}; "
+            f"{tags.get('promotion_reasons', '')}"
+        )
+    champion = alias_version(mlflow_client, name, CHAMPION)
+    if champion is not None:
+        metrics = {k.removeprefix("holdout."): v for k, v in champion.tags.items() if k.startswith("holdout.")}
+        shown = ", ".join(
+            f"{k} {float(metrics[k]):.3f}" for k in ("roc_auc", "average_precision", "log_loss") if k in metrics
+        )
+        lines.append(f"Champion: version {champion.version} ({shown})")
+    runs = mlflow.search_runs(experiment_ids=[configure(kind="monitoring")], order_by=["tags.interval_end ASC"])
+    if len(runs):
+        ends = runs["tags.interval_end"].str[:10]
+        flagged = ends[runs["metrics.drifted_share"].notna() & runs["tags.reason"].str.startswith("drift")]
+        before = [d for d in flagged if d <= str(drift_start)]
+        lines.append(
+            f"Drift checks: {len(runs)}, drift flagged on {len(flagged)} days, first on "
+            f"{flagged.iloc[0] if len(flagged) else 'none'} "
+            f"(drift starts {drift_start}; flagged before it: {len(before)}); "
+            f"retrains requested: {int((runs['tags.decision'] == 'retrain').sum())}"
+        )
+    return lines
+
+
+def summary(settings: Settings, intervals: list[Interval], seconds: float, drift_start: date) -> str:
     from ctpipe.feature_store import load_store, online_features
 
     dataset = get_dataset()
-    lines = [f"Ran ingest + features over {len(intervals)} daily intervals in {seconds:.0f}s."]
+    lines = [f"Ran ingest, features, monitoring and training over {len(intervals)} daily intervals in {seconds:.0f}s."]
     for table in dataset.tables:
         reports = [
             json.loads((settings.reports_dir / "validation" / table.name / f"{i.key}.json").read_text())
@@ -108,13 +182,16 @@ def summary(settings: Settings, intervals: list[Interval], seconds: float) -> st
         lines.append(f"  {table.name}: {rows_in} rows in, {passed} validated, {quarantined} quarantined")
     values = online_features(load_store(settings), dataset.feature_service, dataset.entity, ["LAB-001"])
     shown = ", ".join(f"{k}={v[0]:.3g}" if isinstance(v[0], float) else f"{k}={v[0]}" for k, v in values.items())
+    lines.append(f"Online features ({dataset.feature_service}) for LAB-001: {shown}")
+    lines += model_story(drift_start)
     docs = settings.gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
     lines += [
-        f"Online features ({dataset.feature_service}) for LAB-001: {shown}",
         "",
         f"Lake:        {settings.lake_dir}/{{raw,validated,quarantine,features}}",
         f"Validation:  {settings.reports_dir / 'validation'} (JSON per interval); Data Docs: file://{docs}",
+        f"Drift:       {settings.reports_dir / 'drift'} (Evidently HTML per interval, also in MLflow)",
         "Airflow UI:  make airflow   -> http://localhost:8080",
+        "MLflow UI:   make mlflow    -> http://localhost:5000 (models, aliases, tags, reports)",
         "Features:    make serve-features, then",
         "             curl -X POST localhost:6566/get-online-features "
         f"""-d '{{"feature_service": "{dataset.feature_service}", "entities": {{"{dataset.entity}": ["LAB-001"]}}}}'""",
@@ -131,6 +208,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--no-seed", action="store_true", help="run over the source as it is (AIRFLOW_CONN_CTPIPE_SOURCE), do not seed"
     )
+    parser.add_argument(
+        "--first-model-after",
+        type=int,
+        default=42,
+        help="days of data before the first model is trained (28 days of feature warm-up + 14 of training data)",
+    )
     parser.add_argument("--verbose", action="store_true", help="show the runs' logs here instead of in state/logs")
     args = parser.parse_args(argv)
 
@@ -142,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     config = GeneratorConfig(start=args.start, days=args.days, rows_per_day=args.rows_per_day, drift_start=drift_start)
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     if not args.no_seed:
+        # A new source invalidates everything derived from the old one.
+        for derived in ("lake", "feast", "gx", "mlflow", "reports"):
+            shutil.rmtree(settings.state_dir / derived, ignore_errors=True)
         counts = seed(f"sqlite:///{settings.state_dir / 'source.db'}", config)
         print(f"Seeded {counts} for {config.start} .. {config.end} (drift from {drift_start}).", flush=True)
     logs = settings.state_dir / "logs" / "local_run"
@@ -154,19 +240,21 @@ def main(argv: list[str] | None = None) -> None:
         dags = load_dags()
     first = datetime.combine(args.start, datetime.min.time(), UTC)
     intervals = [Interval(first + timedelta(days=i), first + timedelta(days=i + 1)) for i in range(args.days)]
-    for interval in intervals:
+    for number, interval in enumerate(intervals, start=1):
         day_started = time.perf_counter()
         log = logs / f"{interval.start:%Y-%m-%d}.log"
         try:
             with quiet(log.name):
-                run_day(dags, interval)
+                first_model = number >= args.first_model_after and not has_model_versions()
+                happened = run_day(dags, interval, first_model)
         except RunFailed as error:
             if not args.verbose:
                 print("".join(log.read_text().splitlines(keepends=True)[-40:]), file=sys.stderr)
             sys.exit(f"{error}\nFull log: {log}")
-        print(f"{interval.start:%Y-%m-%d}: ingest + features ok ({time.perf_counter() - day_started:.1f}s)", flush=True)
+        seconds = time.perf_counter() - day_started
+        print(f"{interval.start:%Y-%m-%d}: ok ({seconds:.1f}s)" + "".join(f"; {h}" for h in happened), flush=True)
     with quiet("summary.log"):
-        text = summary(settings, intervals, time.perf_counter() - started)
+        text = summary(settings, intervals, time.perf_counter() - started, drift_start)
     print(f"\n{text}\nLogs of every run: {logs}")
 
 

@@ -58,6 +58,16 @@ class Settings:
         )
 
     @property
+    def mlflow_tracking_uri(self) -> str:
+        """An MLflow server in production (``MLFLOW_TRACKING_URI``); a SQLite file by default."""
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.state_dir / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts_uri(self) -> str:
+        """Where a new experiment keeps artifacts when the tracking store is local."""
+        return (self.state_dir / "mlflow" / "artifacts").as_uri()
+
+    @property
     def gx_dir(self) -> Path:
         return self.state_dir / "gx"
 

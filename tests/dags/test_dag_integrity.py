@@ -117,3 +117,27 @@ def test_features_runs_on_validated_data_and_offers_a_trigger_form(dags):
     for name in ("interval_start", "interval_end"):
         assert params.get_param(name).schema["format"] == "date-time"
         assert params.get_param(name).description
+
+
+def test_training_offers_a_typed_trigger_form(dags):
+    params = dags["training"].params
+    assert params.get_param("family").schema["enum"] == ["sklearn", "torch"]
+    assert params.get_param("approval_mode").schema["enum"] == ["auto", "human"]
+    for name in ("max_iter", "learning_rate", "hidden_units", "epochs"):
+        assert "null" in params.get_param(name).schema["type"] and params.get_param(name).description
+    assert params["family"] == "sklearn" and params["approval_mode"] == "auto"
+
+
+def test_monitoring_can_force_a_retrain_and_feeds_training(dags):
+    monitoring, training = dags["monitoring"], dags["training"]
+    assert monitoring.params.get_param("force_retrain").schema["type"] == "boolean"
+    assert monitoring.params["force_retrain"] is False
+    published = {asset.name for asset in monitoring.get_task("request_retraining").outlets}
+    assert published == {training.timetable.asset_condition.name}
+
+
+def test_promotion_waits_for_approval_only_on_its_branch(dags):
+    training = dags["training"]
+    assert training.get_task("route").downstream_task_ids == {"await_approval", "promote_champion", "keep_champion"}
+    assert training.get_task("await_approval").downstream_task_ids == {"promote_champion"}
+    assert training.get_task("promote_champion").trigger_rule == "none_failed_min_one_success"

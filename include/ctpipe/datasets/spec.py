@@ -89,6 +89,7 @@ class DatasetSpec:
     aggregates: tuple[Aggregate, ...]
     feature_view: str  # Feast names, derived from the dataset
     feature_service: str
+    model_name: str  # the MLflow registered model
     description: str = ""
     feature_ttl: timedelta = field(default=timedelta(days=2))
 

@@ -1,0 +1,123 @@
+"""Point-in-time training sets: labelled events joined to the entity's features as of each event.
+
+A training set for a cutoff holds the events submitted in ``[cutoff - days,
+cutoff)`` whose label was *reported* before the cutoff (a model trained at
+the cutoff could not have known later outcomes). Each row gets the entity's
+features from Feast's ``get_historical_features`` as of the event's own
+timestamp. The newest ``holdout_days`` form the time-based holdout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ctpipe.datasets.spec import DatasetSpec
+from ctpipe.lake import Interval, Lake
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from feast import FeatureStore
+
+LABEL = "label"  # 1 when the outcome is the dataset's positive label
+EVENT_TIMESTAMP = "event_timestamp"
+
+
+@dataclass(frozen=True)
+class TrainingSetSpec:
+    """Everything needed to rebuild a training set exactly; logged with every model."""
+
+    dataset: str
+    feature_service: str
+    cutoff: str
+    days: int
+    holdout_days: int
+
+    @property
+    def window(self) -> Interval:
+        end = datetime.fromisoformat(self.cutoff)
+        return Interval(end - timedelta(days=self.days), end)
+
+    @property
+    def holdout_start(self) -> datetime:
+        return self.window.end - timedelta(days=self.holdout_days)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def labelled_events(dataset: DatasetSpec, lake: Lake, window: Interval) -> pd.DataFrame:
+    """Validated events stamped in ``window`` with the labels reported before its end."""
+    events_spec, labels_spec = dataset.events, dataset.labels
+    events = lake.read_window(
+        "validated",
+        events_spec.name,
+        events_spec.timestamp,
+        window,
+        [events_spec.key, dataset.entity, *dataset.features],
+    )
+    labels = lake.read_window(
+        "validated", labels_spec.name, labels_spec.timestamp, window, [labels_spec.key, dataset.label]
+    )
+    # A corrected outcome replaces the earlier one; the newest known at the cutoff counts.
+    labels = labels.sort_values(labels_spec.timestamp).drop_duplicates(labels_spec.key, keep="last")
+    joined = events.merge(
+        labels.rename(columns={labels_spec.key: events_spec.key}),
+        on=events_spec.key,
+        how="inner",
+        validate="one_to_one",
+    )
+    joined[LABEL] = (joined[dataset.label] == dataset.positive_label).astype("int64")
+    return joined.rename(columns={events_spec.timestamp: EVENT_TIMESTAMP}).drop(columns=[dataset.label])
+
+
+def events_with_features(dataset: DatasetSpec, lake: Lake, store: FeatureStore, window: Interval) -> pd.DataFrame:
+    """Validated events stamped in ``window``, unlabelled, with features as of each event: what a model sees."""
+    from ctpipe.feature_store import historical_features
+
+    spec = dataset.events
+    columns = [spec.key, dataset.entity, *dataset.features]
+    events = lake.read_window("validated", spec.name, spec.timestamp, window, columns)
+    if events.empty:
+        raise ValueError(f"no validated events in {window}")
+    frame = historical_features(
+        store, dataset.feature_service, events.rename(columns={spec.timestamp: EVENT_TIMESTAMP})
+    )
+    return frame.sort_values([EVENT_TIMESTAMP, spec.key], kind="stable").reset_index(drop=True)
+
+
+def build_training_set(dataset: DatasetSpec, lake: Lake, store: FeatureStore, spec: TrainingSetSpec) -> pd.DataFrame:
+    """Labelled events with the feature service's values as of each event, oldest first.
+
+    Events with no feature row inside the feature view's TTL are dropped by the
+    offline store: a model cannot be trained on features that did not exist.
+    """
+    from ctpipe.feature_store import historical_features
+
+    entity_rows = labelled_events(dataset, lake, spec.window)
+    if entity_rows.empty:
+        raise ValueError(f"no labelled events in {spec.window}: is the lake populated for that range?")
+    frame = historical_features(store, spec.feature_service, entity_rows)
+    key = dataset.events.key
+    return frame.sort_values([EVENT_TIMESTAMP, key], kind="stable").reset_index(drop=True)
+
+
+def split_holdout(frame: pd.DataFrame, spec: TrainingSetSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Everything before the holdout start trains; the rest evaluates."""
+    late = frame[EVENT_TIMESTAMP] >= spec.holdout_start
+    train, holdout = frame[~late], frame[late]
+    if train.empty or holdout.empty or train[LABEL].nunique() < 2 or holdout[LABEL].nunique() < 2:
+        raise ValueError(
+            f"cannot split {len(frame)} rows at {spec.holdout_start}: train has {len(train)} rows, "
+            f"holdout {len(holdout)}; both need passed and failed outcomes"
+        )
+    return train.reset_index(drop=True), holdout.reset_index(drop=True)
+
+
+def model_columns(dataset: DatasetSpec) -> tuple[list[str], list[str]]:
+    """(numeric, categorical) model inputs: the event's own features plus the entity aggregates."""
+    numeric = [c for c in dataset.features if dataset.events.column(c).type in ("float", "int")]
+    numeric += [a.name for a in dataset.aggregates]
+    categorical = [c for c in dataset.features if dataset.events.column(c).type == "string"]
+    return numeric, categorical

@@ -1,0 +1,154 @@
+"""The whole chain through dag.test(): data, features, first model, drift, retrain, promotion, rollback.
+
+A short scenario: 46 days of data with covariate and concept drift from day 40. The
+first model is trained after day 36 (once the 28-day feature windows are full).
+GX, Feast, MLflow (SQLite) and Evidently are real; training runs as the local
+process the Kubernetes pod would run.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import mlflow
+import numpy as np
+import pytest
+
+from ctpipe.datasets import get_dataset
+from ctpipe.lake import Interval, Lake
+from ctpipe.local_run import has_model_versions, load_dags, run_dag, run_day
+from ctpipe.settings import Settings
+
+from ..unit.sources import seeded_sqlite
+
+pytestmark = pytest.mark.integration
+
+DATASET = get_dataset()
+START = datetime(2026, 1, 1, tzinfo=UTC)
+DRIFT_START = date(2026, 2, 9)  # day 40
+DAYS = [Interval(START + timedelta(days=i), START + timedelta(days=i + 1)) for i in range(46)]
+FIRST_MODEL_AFTER = 36
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory, airflow_db):
+    from ctpipe.monitoring import recorded_check
+
+    root = tmp_path_factory.mktemp("chain")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CTPIPE_STATE_DIR", str(root / "state"))
+        env.setenv("AIRFLOW_CONN_CTPIPE_SOURCE", json.dumps({"conn_type": "sqlite", "host": str(root / "source.db")}))
+        env.delenv("MLFLOW_TRACKING_URI", raising=False)
+        engine, _, _ = seeded_sqlite(
+            root / "source.db", start=date(2026, 1, 1), days=len(DAYS), rows_per_day=150, drift_start=DRIFT_START
+        )
+        engine.dispose()
+        dags = load_dags()
+        checks = {}
+        for number, interval in enumerate(DAYS, start=1):
+            run_day(dags, interval, number >= FIRST_MODEL_AFTER and not has_model_versions())
+            checks[interval.start.date()] = recorded_check(interval)
+        yield Settings.from_env(), dags, checks
+
+
+def versions():
+    from ctpipe.registry import client
+
+    found = client().search_model_versions(f"name = '{DATASET.model_name}'")
+    return sorted(found, key=lambda v: int(v.version))
+
+
+def test_a_first_model_is_trained_registered_and_promoted(chain):
+    first = versions()[0]
+    assert first.tags["trigger"] == "first model"
+    assert first.tags["promotion_decision"] == "promote"
+    for tag in ("data_interval_start", "data_interval_end", "metric.roc_auc", "validation_status", "run_id"):
+        assert first.tags[tag], tag
+    assert first.tags["validation_status"] == "passed"
+    assert "**Decision: promote**" in first.description and "| roc_auc |" in first.description
+
+
+def test_drift_is_flagged_after_it_starts_and_not_before(chain):
+    _, _, checks = chain
+    monitored = {day: c for day, c in checks.items() if c is not None}
+    before = [day for day, c in monitored.items() if day < DRIFT_START and c["reason"].startswith("drift")]
+    after = [day for day, c in monitored.items() if day >= DRIFT_START and c["reason"].startswith("drift")]
+    assert len([d for d in monitored if d < DRIFT_START]) >= 3  # the champion was watched before the drift
+    assert before == []
+    assert after, {str(d): c["reason"] for d, c in monitored.items()}
+
+
+def test_drift_triggers_a_retrain_with_a_recorded_decision(chain):
+    _, _, checks = chain
+    retrains = [c for c in checks.values() if c and c["decision"] == "retrain"]
+    assert len(retrains) >= 1
+    drift_versions = [v for v in versions() if v.tags["trigger"].startswith("drift")]
+    assert drift_versions, [v.tags["trigger"] for v in versions()]
+    retrained = drift_versions[0]
+    assert retrained.tags["promotion_decision"] in ("promote", "keep_champion")
+    assert retrained.tags["compared_with_version"] == "1"
+    assert "holdout.roc_auc" in retrained.tags and "champion_holdout.roc_auc" in retrained.tags
+    assert retrained.tags["evidence.drift_report"].endswith(".html")
+    # The report is on disk and logged with its check in MLflow.
+    report = retrains[0]["report_uri"]
+    assert "Data Drift" in open(report).read() or "drift" in open(report).read().lower()
+    artifacts = mlflow.MlflowClient().list_artifacts(retrains[0]["run_id"], "drift_report")
+    assert [a.path for a in artifacts] == [f"drift_report/{report.rsplit('/', 1)[1]}"]
+    # Within the cooldown a second drift day does not retrain again, and says why.
+    cooling = [c for c in checks.values() if c and "cooldown" in c["reason"]]
+    assert all(c["decision"] == "skip" for c in cooling)
+
+
+def test_the_champion_loads_by_alias_and_predicts(chain):
+    from ctpipe.models import failure_probability
+    from ctpipe.training_set import model_columns
+
+    settings, _, _ = chain
+    numeric, categorical = model_columns(DATASET)
+    reference = mlflow.artifacts.download_artifacts(
+        run_id=versions()[0].run_id, artifact_path="reference/reference.parquet"
+    )
+    import pandas as pd
+
+    rows = pd.read_parquet(reference).head(20)
+    model = mlflow.pyfunc.load_model(f"models:/{DATASET.model_name}@champion")
+    probability = failure_probability(model, rows[numeric + categorical])
+    assert probability.shape == (20,) and ((probability >= 0) & (probability <= 1)).all()
+    assert Lake(settings.lake_dir).partitions("features", DATASET.feature_view)
+
+
+def test_a_manual_torch_run_from_the_trigger_form_and_a_rollback(chain):
+    from ctpipe.models import failure_probability
+    from ctpipe.registry import CHAMPION, PREVIOUS, alias_version, client
+    from ctpipe.training_set import model_columns
+
+    _, dags, _ = chain
+    before = {v.version for v in versions()}
+    run_dag(dags["training"], DAYS[-1].end, {"family": "torch", "epochs": 3, "hidden_units": 16})
+    torch_version = next(v for v in versions() if v.version not in before)
+    assert torch_version.tags["family"] == "torch" and torch_version.tags["trigger"] == "manual"
+
+    numeric, categorical = model_columns(DATASET)
+    reference = mlflow.artifacts.download_artifacts(
+        run_id=torch_version.run_id, artifact_path="reference/reference.parquet"
+    )
+    import pandas as pd
+
+    rows = pd.read_parquet(reference).head(10)
+    model = mlflow.pyfunc.load_model(f"models:/{DATASET.model_name}/{torch_version.version}")
+    assert np.isfinite(failure_probability(model, rows[numeric + categorical])).all()
+
+    mlflow_client = client()
+    champion = alias_version(mlflow_client, DATASET.model_name, CHAMPION)
+    previous = alias_version(mlflow_client, DATASET.model_name, PREVIOUS)
+    if previous is None:  # make sure there is something to roll back to
+        from ctpipe.registry import promote
+
+        promote(torch_version.version)
+        champion = alias_version(mlflow_client, DATASET.model_name, CHAMPION)
+        previous = alias_version(mlflow_client, DATASET.model_name, PREVIOUS)
+    run_dag(dags["rollback_champion"], DAYS[-1].end)
+    restored = alias_version(mlflow_client, DATASET.model_name, CHAMPION)
+    assert restored.version == previous.version != champion.version
+    assert mlflow_client.get_model_version(DATASET.model_name, champion.version).tags["rolled_back"]

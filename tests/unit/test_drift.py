@@ -1,0 +1,76 @@
+"""Drift statistics on the generator's data: quiet on the same distribution, loud on the shifted one."""
+
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctpipe.datasets.lab_qc_generator import GeneratorConfig, failure_logit, generate, make_labs
+from ctpipe.monitoring import PREDICTION, DriftPolicy, retrain_decision, run_report
+
+NUMERIC = ["concentration_ng_ul", "volume_ul", "a260_280", "a260_230", "rin", "storage_temp_c", "transit_hours"]
+CATEGORICAL = ["sample_type", "courier"]
+POLICY = DriftPolicy()
+
+
+def window(seed: int, start: date, days: int, drift_start: date | None = None) -> pd.DataFrame:
+    config = GeneratorConfig(
+        start=start, days=days, rows_per_day=400, seed=seed, bad_row_share=0, drift_start=drift_start
+    )
+    samples, _ = generate(config)
+    labs = make_labs(config.labs, seed)
+    skill = pd.Series(labs.skill, index=labs.ids)[samples["lab_id"]].to_numpy()
+    # A fixed scorer stands in for the champion: the pre-drift risk function.
+    samples[PREDICTION] = 1 / (1 + np.exp(-failure_logit(samples, skill, concept_shift=False)))
+    return samples
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_same_distribution_raises_no_alarm(seed):
+    reference = window(seed, date(2026, 1, 5), 7)
+    current = window(seed, date(2026, 1, 19), 7)  # two weeks later, nothing changed
+    _, summary = run_report(reference, current, NUMERIC, CATEGORICAL, POLICY)
+    assert not summary["drift_detected"], summary
+    assert summary["drifted_columns"] == []
+    assert summary["prediction_score"] < POLICY.prediction_threshold
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_shifted_data_is_flagged(seed):
+    reference = window(seed, date(2026, 1, 5), 7)
+    current = window(seed, date(2026, 1, 19), 7, drift_start=date(2026, 1, 19))
+    snapshot, summary = run_report(reference, current, NUMERIC, CATEGORICAL, POLICY)
+    assert summary["drift_detected"]
+    assert {"transit_hours", "storage_temp_c"} <= set(summary["drifted_columns"])
+    assert summary["prediction_drifted"]
+    assert "transit_hours" in snapshot.get_html_str(as_iframe=False)
+
+
+def test_retraining_waits_out_the_cooldown():
+    drifted = {
+        "drift_detected": True,
+        "drifted_columns": ["transit_hours"],
+        "drifted_share": 0.5,
+        "prediction_score": 0.3,
+    }
+    now = datetime(2026, 2, 20)
+    retrain, reason = retrain_decision(drifted, now - timedelta(days=3), now, POLICY)
+    assert not retrain and "cooldown" in reason
+    retrain, reason = retrain_decision(drifted, now - timedelta(days=8), now, POLICY)
+    assert retrain and reason.endswith("retrain")
+    quiet = {**drifted, "drift_detected": False, "drifted_columns": [], "drifted_share": 0.0, "prediction_score": 0.01}
+    retrain, reason = retrain_decision(quiet, None, now, POLICY)
+    assert not retrain and reason.startswith("no drift")
+
+
+def test_the_current_window_never_reaches_into_the_champions_fitted_data():
+    from ctpipe.monitoring import current_window
+
+    params = {"cutoff": "2026-02-12T00:00:00+00:00", "holdout_days": "4"}
+    end = datetime.fromisoformat("2026-02-12T00:00:00+00:00")
+    assert current_window(end, params, POLICY).start == datetime.fromisoformat("2026-02-08T00:00:00+00:00")
+    later = end + timedelta(days=10)
+    assert current_window(later, params, POLICY).start == later - timedelta(days=POLICY.window_days)
+    params_today = {"cutoff": "2026-02-12T00:00:00+00:00", "holdout_days": "0"}
+    assert current_window(end, params_today, POLICY) is None

@@ -1,0 +1,91 @@
+"""How training is launched: the pod spec rendered offline, the local command, and the plan."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from ctpipe.training_launch import ENTRYPOINT, PLAN_TEMPLATE, PodSettings, backend, make_plan, pod_operator
+
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters: [{name: offline, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: nobody, user: {token: not-a-secret}}]
+contexts: [{name: offline, context: {cluster: offline, user: nobody, namespace: default}}]
+current-context: offline
+"""
+
+
+@pytest.fixture
+def pod_request(tmp_path, monkeypatch):
+    """The pod the operator would submit, built without a cluster."""
+    from airflow.sdk import DAG
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    monkeypatch.setenv("CTPIPE_FEAST_ONLINE_STORE", "{type: redis, connection_string: 'redis:6379'}")
+    monkeypatch.setenv("CTPIPE_TRAINING_IMAGE", "registry.example/ctpipe-training:1.2.3")
+    monkeypatch.setenv("CTPIPE_TRAINING_CPU", "3")
+    monkeypatch.setenv("CTPIPE_TRAINING_MEMORY", "6Gi")
+    monkeypatch.setenv("CTPIPE_TRAINING_GPUS", "1")
+    monkeypatch.setenv("CTPIPE_TRAINING_SECRET", "ctpipe-mlflow-credentials")
+    monkeypatch.setenv("CTPIPE_K8S_NAMESPACE", "ml")
+    with DAG("pod_spec_probe", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC)):
+        operator = pod_operator(PodSettings.from_env(), config_file=str(kubeconfig))
+    return operator, operator.build_pod_request_obj()
+
+
+def test_the_pod_runs_the_entrypoint_in_the_configured_image(pod_request):
+    operator, pod = pod_request
+    container = pod.spec.containers[0]
+    assert container.image == "registry.example/ctpipe-training:1.2.3"
+    assert container.command == ENTRYPOINT == ["python", "-m", "ctpipe.training"]
+    assert container.args == ["--plan", PLAN_TEMPLATE, "--result-path", "/airflow/xcom/return.json"]
+    assert pod.metadata.namespace == "ml"
+    assert pod.spec.service_account_name == "ctpipe-training"
+    assert operator.do_xcom_push  # the result JSON comes back through the xcom sidecar
+    assert any(c.name == "airflow-xcom-sidecar" for c in pod.spec.containers)
+
+
+def test_the_pod_gets_resources_env_and_secret_refs_from_config(pod_request):
+    _, pod = pod_request
+    container = pod.spec.containers[0]
+    assert container.resources.requests == {"cpu": "3", "memory": "6Gi"}
+    assert container.resources.limits == {"cpu": "3", "memory": "6Gi", "nvidia.com/gpu": "1"}
+    env = {e.name: e.value for e in container.env}
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert env["CTPIPE_FEAST_ONLINE_STORE"].startswith("{type: redis")
+    assert [ref.secret_ref.name for ref in container.env_from] == ["ctpipe-mlflow-credentials"]
+    assert "not-a-secret" not in str(pod.to_dict())
+
+
+def test_the_backend_is_chosen_by_configuration(monkeypatch):
+    monkeypatch.delenv("CTPIPE_TRAINING_BACKEND", raising=False)
+    assert backend() == "local"
+    monkeypatch.setenv("CTPIPE_TRAINING_BACKEND", "kubernetes")
+    assert backend() == "kubernetes"
+    monkeypatch.setenv("CTPIPE_TRAINING_BACKEND", "yarn")
+    with pytest.raises(ValueError, match="CTPIPE_TRAINING_BACKEND must be"):
+        backend()
+
+
+def test_a_plan_from_the_trigger_form():
+    plan = make_plan(
+        {"family": "torch", "epochs": 5, "max_iter": 99, "cutoff": "2026-02-01T00:00:00+00:00", "days": 10},
+        [],
+        "manual",
+    )
+    assert plan["family"] == "torch" and plan["params"] == {"epochs": 5}  # sklearn's knob is not torch's
+    assert plan["cutoff"] == "2026-02-01T00:00:00+00:00" and plan["days"] == 10 and plan["holdout_days"] == 4
+    assert plan["trigger"] == "manual" and plan["backfill"] is False
+
+
+def test_a_plan_from_a_retrain_request_and_in_a_backfill():
+    request = {"cutoff": "2026-02-20T00:00:00+00:00", "reason": "drift: 60% of inputs drifted", "report_uri": "r.html"}
+    plan = make_plan({}, [request], "backfill")
+    assert plan["cutoff"] == request["cutoff"] and plan["trigger"] == request["reason"]
+    assert plan["drift_report"] == "r.html" and plan["backfill"] is True and plan["family"] == "sklearn"
