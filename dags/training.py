@@ -40,7 +40,7 @@ def plan_training(params=None, triggering_asset_events=None, dag_run=None) -> di
     from ctpipe.training_launch import make_plan
 
     extras = [event.extra for events in (triggering_asset_events or {}).values() for event in events]
-    return make_plan(dict(params), extras, str(dag_run.run_type))
+    return make_plan(dict(params), extras, getattr(dag_run.run_type, "value", dag_run.run_type))
 
 
 @task(task_id="train_model")
@@ -73,7 +73,7 @@ def route(review: dict, plan: dict) -> str:
 def promote_champion(review: dict, plan: dict, dag_run=None) -> dict:
     from ctpipe.registry import promote
 
-    if plan["backfill"] or str(dag_run.run_type) == "backfill":  # the decision said so too; never move aliases
+    if plan["backfill"] or dag_run.run_type == "backfill":  # the decision said so too; never move aliases
         raise ValueError("refusing to promote in a backfill run")
     return promote(review["version"])
 

@@ -152,3 +152,30 @@ def test_a_manual_torch_run_from_the_trigger_form_and_a_rollback(chain):
     restored = alias_version(mlflow_client, DATASET.model_name, CHAMPION)
     assert restored.version == previous.version != champion.version
     assert mlflow_client.get_model_version(DATASET.model_name, champion.version).tags["rolled_back"]
+
+
+def test_the_exact_training_set_can_be_rebuilt_from_the_run(chain):
+    import pandas as pd
+
+    from ctpipe.feature_store import load_store
+    from ctpipe.training_set import EVENT_TIMESTAMP, LABEL, TrainingSetSpec, build_training_set
+
+    settings, _, _ = chain
+    run = mlflow.get_run(versions()[0].run_id)
+    contexts = sorted(t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context")
+    assert contexts == ["holdout", "training"]
+    lineage = json.loads(
+        open(
+            mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="lineage/training_set.json")
+        ).read()
+    )
+    logged = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="lineage/entity_rows.parquet")
+    )
+    assert lineage["validated_partitions"]["lab_samples"]  # the data intervals it read
+
+    spec = TrainingSetSpec(**{k: lineage[k] for k in ("dataset", "feature_service", "cutoff", "days", "holdout_days")})
+    rebuilt = build_training_set(DATASET, Lake(settings.lake_dir), load_store(settings), spec)
+    columns = [DATASET.events.key, DATASET.entity, EVENT_TIMESTAMP, LABEL]
+    pd.testing.assert_frame_equal(rebuilt[columns].reset_index(drop=True), logged[columns], check_dtype=False)
+    assert int(float(run.data.metrics["train_rows"])) + int(float(run.data.metrics["rows"])) == len(logged)
