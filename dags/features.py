@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, AssetAll, Param, dag, task
 
-from ctpipe.dag_policy import DEFAULT_ARGS, START_DATE, validated_asset
+from ctpipe.dag_policy import DEFAULT_ARGS, START_DATE, asset_event_extras, validated_asset
 from ctpipe.datasets import get_dataset
 
 DATASET = get_dataset()
@@ -33,7 +33,7 @@ FEATURES = Asset(DATASET.feature_view)
 def resolve_intervals(params=None, triggering_asset_events=None) -> list[dict]:
     from ctpipe.features import intervals_to_process
 
-    extras = [event.extra for events in (triggering_asset_events or {}).values() for event in events]
+    extras = asset_event_extras(triggering_asset_events)
     return intervals_to_process(params.get("interval_start"), params.get("interval_end"), extras)
 
 

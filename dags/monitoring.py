@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, Param, dag, task
 
-from ctpipe.dag_policy import DEFAULT_ARGS, RETRAIN_REQUEST, START_DATE
+from ctpipe.dag_policy import DEFAULT_ARGS, RETRAIN_REQUEST, START_DATE, asset_event_extras
 from ctpipe.datasets import get_dataset
 
 DATASET = get_dataset()
@@ -29,7 +29,7 @@ RETRAIN = Asset(RETRAIN_REQUEST)
 def check_drift(params=None, triggering_asset_events=None) -> dict:
     from ctpipe.monitoring import check, interval_to_check
 
-    extras = [event.extra for events in (triggering_asset_events or {}).values() for event in events]
+    extras = asset_event_extras(triggering_asset_events)
     return check(interval_to_check(params.get("interval_end"), extras))
 
 

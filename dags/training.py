@@ -28,7 +28,7 @@ from datetime import timedelta
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Asset, Param, dag, task
 
-from ctpipe.dag_policy import DEFAULT_ARGS, RETRAIN_REQUEST, START_DATE
+from ctpipe.dag_policy import DEFAULT_ARGS, RETRAIN_REQUEST, START_DATE, asset_event_extras
 from ctpipe.datasets import get_dataset
 from ctpipe.training_launch import backend, pod_operator, run_locally
 
@@ -39,7 +39,7 @@ DATASET = get_dataset()
 def plan_training(params=None, triggering_asset_events=None, dag_run=None) -> dict:
     from ctpipe.training_launch import make_plan
 
-    extras = [event.extra for events in (triggering_asset_events or {}).values() for event in events]
+    extras = asset_event_extras(triggering_asset_events)
     return make_plan(dict(params), extras, getattr(dag_run.run_type, "value", dag_run.run_type))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 # The first data interval the DAGs know of; catchup starts here.
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -28,3 +29,8 @@ def validated_asset(table: str) -> str:
 
 # Published by the monitoring DAG when drift calls for a new model; the training DAG runs on it.
 RETRAIN_REQUEST = "retrain_request"
+
+
+def asset_event_extras(triggering_asset_events: Any) -> list[dict[str, Any]]:
+    """The ``extra`` of every asset event that triggered a run (none for a manual run)."""
+    return [event.extra for events in (triggering_asset_events or {}).values() for event in events]

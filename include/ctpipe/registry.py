@@ -188,10 +188,10 @@ def promote(version: str) -> dict[str, str | None]:
     name = get_dataset().model_name
     mlflow_client = client()
     current = alias_version(mlflow_client, name, CHAMPION)
-    if current is not None and current.version != str(version):
-        mlflow_client.set_registered_model_alias(name, PREVIOUS, current.version)
+    if current is not None and str(current.version) != str(version):
+        mlflow_client.set_registered_model_alias(name, PREVIOUS, str(current.version))
     mlflow_client.set_registered_model_alias(name, CHAMPION, str(version))
-    return {"champion": str(version), "previous_champion": current.version if current else None}
+    return {"champion": str(version), "previous_champion": str(current.version) if current else None}
 
 
 def rollback() -> dict[str, str]:
@@ -264,13 +264,13 @@ def review(registered: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
         decision,
         comparison["challenger"],
         comparison["champion"],
-        champion.version if champion else None,
+        str(champion.version) if champion else None,
         evidence(plan),
     )
     return {
         **decision.to_dict(),
         "version": str(registered["version"]),
-        "champion_version": champion.version if champion else None,
+        "champion_version": str(champion.version) if champion else None,
         "challenger": comparison["challenger"],
         "champion": comparison["champion"],
         "holdout_rows": comparison["holdout_rows"],

@@ -55,7 +55,7 @@ def pipeline(tmp_path_factory, airflow_db):
         engine.dispose()
         dags = load_dags()
         for interval in DAYS:
-            run_day(dags, interval)
+            run_day(dags, interval, train_first_model=False)
         yield settings, dags, samples, results
 
 
@@ -116,7 +116,7 @@ def test_rerunning_an_interval_changes_nothing(pipeline):
     paths = [lake.partition(zone, t.name, day) for zone in ("raw", "validated", "quarantine") for t in DATASET.tables]
     paths.append(lake.partition("features", DATASET.feature_view, day))
     before = [pq.read_table(p) for p in paths]
-    run_day(dags, day)
+    run_day(dags, day, train_first_model=False)
     after = [pq.read_table(p) for p in paths]
     assert all(a.equals(b) for a, b in zip(after, before, strict=True))
     validated = pq.read_table(lake.partition("validated", DATASET.events.name, day)).column("sample_id").to_pylist()
@@ -127,7 +127,7 @@ def test_rerunning_an_interval_changes_nothing(pipeline):
 def test_an_empty_interval_is_recorded_and_runs_through(pipeline):
     settings, dags, _, _ = pipeline
     quiet = Interval(START + timedelta(days=9), START + timedelta(days=10))
-    run_day(dags, quiet)
+    run_day(dags, quiet, train_first_model=False)
     for table in DATASET.tables:
         outcome = report(settings, table.name, quiet)
         assert outcome["status"] == "empty" and outcome["rows_in"] == 0

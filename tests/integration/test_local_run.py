@@ -38,8 +38,8 @@ def test_the_main_job_seeds_runs_every_day_and_summarises(embedded):
     state, env = embedded
     done = main_job(env, "--days", "2", "--rows-per-day", "120")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "2026-01-01: ingest + features ok" in done.stdout and "2026-01-02: ingest + features ok" in done.stdout
-    assert "Ran ingest + features over 2 daily intervals" in done.stdout
+    assert "2026-01-01: ok" in done.stdout and "2026-01-02: ok" in done.stdout
+    assert "Ran ingest, features, monitoring and training over 2 daily intervals" in done.stdout
     assert "Online features (lab_quality_v1) for LAB-001: lab_id=LAB-001" in done.stdout
     assert "[info" not in done.stdout + done.stderr  # the runs' own logs went to files
     assert "[DAG TEST] end task" in (state / "logs" / "local_run" / "2026-01-02.log").read_text()

@@ -1,0 +1,112 @@
+"""Human approval before promotion: Airflow's ApprovalOperator answered through the REST API, as the UI does."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from ctpipe.datasets import get_dataset
+from ctpipe.lake import Interval
+from ctpipe.local_run import load_dags, run_dag
+
+from ..unit.sources import seeded_sqlite
+
+pytestmark = pytest.mark.integration
+
+DATASET = get_dataset()
+START = datetime(2026, 1, 1, tzinfo=UTC)
+DAYS = [Interval(START + timedelta(days=i), START + timedelta(days=i + 1)) for i in range(14)]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, airflow_db):
+    root = tmp_path_factory.mktemp("approval")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CTPIPE_STATE_DIR", str(root / "state"))
+        env.setenv("AIRFLOW_CONN_CTPIPE_SOURCE", json.dumps({"conn_type": "sqlite", "host": str(root / "source.db")}))
+        env.delenv("MLFLOW_TRACKING_URI", raising=False)
+        # Let every challenger "pass" and "beat" the champion, so that the approval path always runs.
+        env.setenv("CTPIPE_PROMOTION_MARGIN", "-1")
+        env.setenv("CTPIPE_PROMOTION_MIN_ROC_AUC", "0")
+        seeded_sqlite(root / "source.db", start=date(2026, 1, 1), days=len(DAYS), rows_per_day=200)[0].dispose()
+        dags = load_dags()
+        for interval in DAYS:
+            run_dag(dags["ingest"], interval.end)
+            run_dag(
+                dags["features"],
+                interval.end,
+                {"interval_start": interval.start.isoformat(), "interval_end": interval.end.isoformat()},
+            )
+        yield dags
+
+
+def answer_when_asked(choice: str, answers: list, finished: threading.Event) -> None:
+    """Wait for the approval task to ask, then answer through the public REST API, as the UI does."""
+    from airflow.api_fastapi.app import create_app
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from fastapi.testclient import TestClient
+
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and not finished.is_set():
+        with create_session() as session:
+            waiting = (
+                session.query(TaskInstance)
+                .filter(
+                    TaskInstance.dag_id == "training",
+                    TaskInstance.task_id == "await_approval",
+                    TaskInstance.state == "awaiting_input",
+                )
+                .first()
+            )
+            run_id = waiting.run_id if waiting else None
+        if run_id:
+            with TestClient(create_app("core")) as api:
+                response = api.patch(
+                    f"/api/v2/dags/training/dagRuns/{run_id}/taskInstances/await_approval/-1/hitlDetails",
+                    json={"chosen_options": [choice]},
+                )
+            answers.append((response.status_code, response.text))
+            return
+        time.sleep(1)
+
+
+def train_with_approval(dags, choice: str):
+    from ctpipe.registry import CHAMPION, alias_version, client
+
+    # Task timeouts use signals, so the run stays in the main thread; the "person" answers from another.
+    answers: list = []
+    finished = threading.Event()
+    person = threading.Thread(target=answer_when_asked, args=(choice, answers, finished), daemon=True)
+    person.start()
+    try:
+        run = dags["training"].test(
+            logical_date=DAYS[-1].end,
+            run_conf={"approval_mode": "human", "days": 10, "holdout_days": 3, "max_iter": 50},
+        )
+    finally:
+        finished.set()
+        person.join(timeout=60)
+    assert answers, "await_approval never asked"
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    champion = alias_version(client(), DATASET.model_name, CHAMPION)
+    return answers[0][0], states, champion
+
+
+def test_an_approved_challenger_becomes_champion(prepared):
+    status, states, champion = train_with_approval(prepared, "Approve")
+    assert status == 200
+    assert states["await_approval"] == "success" and states["promote_champion"] == "success"
+    assert states["keep_champion"] == "skipped"
+    assert champion is not None and str(champion.version) == "1"
+
+
+def test_a_rejected_challenger_leaves_the_champion_alone(prepared):
+    status, states, champion = train_with_approval(prepared, "Reject")
+    assert status == 200
+    assert states["await_approval"] == "success" and states["promote_champion"] == "skipped"
+    assert str(champion.version) == "1"  # the second version waits as challenger
