@@ -16,6 +16,8 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,13 +35,32 @@ def feast_environment(settings: Settings | None = None) -> dict[str, str]:
     return {**defaults, **{k: v for k, v in os.environ.items() if k in defaults and v}}
 
 
+@contextmanager
+def feast_env(settings: Settings | None = None) -> Iterator[None]:
+    """The store variables ``feature_store.yaml`` and the feature repo read, set only while Feast reads them.
+
+    Setting them for good would leak one state folder's stores into the next ``Settings``.
+    """
+    values = feast_environment(settings)
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def load_store(settings: Settings | None = None, repo: Path = FEATURE_REPO) -> FeatureStore:
     from feast import FeatureStore
 
     settings = settings or Settings.from_env()
-    os.environ.update(feast_environment(settings))
     settings.feast_dir.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(repo_path=str(repo))
+    with feast_env(settings):
+        return FeatureStore(repo_path=str(repo))
 
 
 def feature_definitions(repo: Path = FEATURE_REPO) -> list[Any]:
@@ -65,9 +86,10 @@ def feature_definitions(repo: Path = FEATURE_REPO) -> list[Any]:
     return found
 
 
-def apply_definitions(store: FeatureStore, repo: Path = FEATURE_REPO) -> list[str]:
+def apply_definitions(store: FeatureStore, repo: Path = FEATURE_REPO, settings: Settings | None = None) -> list[str]:
     """Register the repo's definitions (idempotent), like ``feast apply``."""
-    objects = feature_definitions(repo)
+    with feast_env(settings):
+        objects = feature_definitions(repo)
     store.apply(objects)
     return sorted(f"{type(o).__name__}:{o.name}" for o in objects)
 
