@@ -149,7 +149,7 @@ def model_story(drift_start: date) -> list[str]:
     if champion is not None:
         metrics = {k.removeprefix("holdout."): v for k, v in champion.tags.items() if k.startswith("holdout.")}
         shown = ", ".join(
-            f"{k} {float(metrics[k]):.3f}" for k in ("roc_auc", "average_precision", "log_loss") if k in metrics
+            f"{k} {float(metrics[k]):.3f}" for k in ("roc_auc", "average_precision", "brier") if k in metrics
         )
         lines.append(f"Champion: version {champion.version} ({shown})")
     runs = mlflow.search_runs(experiment_ids=[configure(kind="monitoring")], order_by=["tags.interval_end ASC"])
