@@ -1,25 +1,42 @@
-# Airflow image for production: the pinned environment plus the ctpipe package.
-# Build from the repository root:  docker build -f docker/airflow.Dockerfile -t ctpipe-airflow .
+# Airflow image for production: Airflow 3.3 with the pinned environment (CPU PyTorch),
+# the ctpipe package, the DAGs and the Feast feature repo baked in. Every Airflow component
+# (api-server, scheduler, dag-processor, triggerer, KubernetesExecutor worker pods) and the
+# Feast feature server run this image.
+#
+# Build from the repository root (docker/airflow.Dockerfile.dockerignore keeps state/ and
+# .venv/ out of the build context):
+#   docker build -f docker/airflow.Dockerfile -t ctpipe-airflow:0.1.0 .
+# The base tag must match the apache-airflow pin in requirements.txt (tests/deploy checks it).
 FROM apache/airflow:3.3.2-python3.11
 
-USER root
-# Build tools for any wheel that has to compile; removed apt lists keep the layer small.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential \
- && rm -rf /var/lib/apt/lists/*
-USER airflow
+# PyPI's Linux torch wheels bundle CUDA (several GB); Airflow's workers only need the CPU
+# build of the same version. Point this at another PyTorch index to change the build.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
-COPY --chown=airflow:root requirements.txt /opt/ctpipe/requirements.txt
-# apache-airflow itself is already in the base image at the pinned version.
-RUN grep -v '^apache-airflow==' /opt/ctpipe/requirements.txt > /tmp/requirements.txt \
- && pip install --no-cache-dir "apache-airflow==3.3.2" -r /tmp/requirements.txt
+# The base image installs Python packages into the airflow user's virtualenv (~/.local);
+# its pip refuses to run as root, so everything below runs as airflow (uid 50000, gid 0).
+USER 50000
 
-COPY --chown=airflow:root pyproject.toml /opt/ctpipe/
-COPY --chown=airflow:root include /opt/ctpipe/include
-RUN pip install --no-cache-dir --no-deps /opt/ctpipe
+COPY --chown=50000:0 requirements.txt /opt/ctpipe/requirements.txt
+# torch first, from the CPU index alone and without dependencies (requirements.txt pins them);
+# its `torch==X` pin is then satisfied by the installed X+cpu build. apache-airflow is named
+# again at the base image's version so that nothing can move Airflow itself.
+RUN pip install --no-cache-dir --no-deps --index-url "${TORCH_INDEX_URL}" \
+        "$(grep '^torch==' /opt/ctpipe/requirements.txt)" \
+ && pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/ctpipe/requirements.txt
 
-COPY --chown=airflow:root dags /opt/airflow/dags
-COPY --chown=airflow:root plugins /opt/airflow/plugins
-COPY --chown=airflow:root feature_repo /opt/airflow/feature_repo
+COPY --chown=50000:0 pyproject.toml /opt/ctpipe/pyproject.toml
+COPY --chown=50000:0 include /opt/ctpipe/include
+RUN pip install --no-cache-dir --no-deps /opt/ctpipe \
+ && python -c "import ctpipe.training, ctpipe.feature_store, torch, feast, mlflow" \
+ && mkdir -p /opt/ctpipe/state
 
-ENV CTPIPE_FEATURE_REPO=/opt/airflow/feature_repo
+COPY --chown=50000:0 dags /opt/airflow/dags
+COPY --chown=50000:0 plugins /opt/airflow/plugins
+COPY --chown=50000:0 feature_repo /opt/airflow/feature_repo
+
+# feature_repo/ lives apart from the installed package; settings.py reads its place from here.
+# /opt/ctpipe/state exists, owned by airflow, so a named volume mounted there starts writable.
+ENV CTPIPE_FEATURE_REPO=/opt/airflow/feature_repo \
+    CTPIPE_STATE_DIR=/opt/ctpipe/state \
+    CTPIPE_LAKE_DIR=/opt/ctpipe/state/lake
