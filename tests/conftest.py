@@ -21,6 +21,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="ctpipe-tests-"))
+# What a deployment sets for Feast; tests start from the embedded defaults.
+FEAST_VARIABLES = (
+    "CTPIPE_FEAST_PROJECT",
+    "CTPIPE_FEAST_REGISTRY",
+    "CTPIPE_FEAST_ONLINE_STORE",
+    "CTPIPE_FEAST_OFFLINE_STORE",
+    "CTPIPE_FEATURES_DIR",
+)
+# Measurements tests make along the way (name, numbers), printed at the end of the session.
+REPORTS = pytest.StashKey[list]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -37,8 +47,13 @@ def pytest_configure(config: pytest.Config) -> None:
             "AIRFLOW_CONN_CTPIPE_SOURCE": json.dumps({"conn_type": "sqlite", "host": str(state / "source.db")}),
         }
     )
-    for name in ("CTPIPE_LAKE_DIR", "CTPIPE_FEAST_REGISTRY", "CTPIPE_FEAST_ONLINE_STORE", "CTPIPE_FEATURES_DIR"):
+    for name in ("CTPIPE_LAKE_DIR", "CTPIPE_START_DATE", "MLFLOW_TRACKING_URI", *FEAST_VARIABLES):
         os.environ.pop(name, None)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    for name, numbers in config.stash.get(REPORTS, []):
+        terminalreporter.write_line(f"{name}: {json.dumps(numbers)}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -57,7 +72,7 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh state folder for one test, through the same variable a deployment sets."""
     state = tmp_path / "state"
     monkeypatch.setenv("CTPIPE_STATE_DIR", str(state))
-    for name in ("CTPIPE_FEAST_REGISTRY", "CTPIPE_FEAST_ONLINE_STORE", "CTPIPE_FEATURES_DIR"):
+    for name in FEAST_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     return state
 
@@ -66,7 +81,3 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def services_required() -> bool:
-    return os.environ.get("CI", "").lower() == "true"

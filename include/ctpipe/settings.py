@@ -80,12 +80,15 @@ class Settings:
         return self.state_dir / "feast"
 
     def feast_environment(self) -> dict[str, str]:
-        """The stores ``feature_repo/feature_store.yaml`` reads, embedded defaults.
+        """The variables ``feature_repo/feature_store.yaml`` reads, embedded defaults.
 
-        Each variable holds a YAML mapping; production sets them to a SQL
-        registry and a Redis online store.
+        Each store variable holds a YAML mapping; production sets them to a SQL
+        registry and a Redis online store. The project name scopes the registry's
+        rows and suffixes every Redis key, so deployments (or test runs) sharing a
+        server stay apart.
         """
         return {
+            "CTPIPE_FEAST_PROJECT": "ctpipe",
             "CTPIPE_FEAST_REGISTRY": f"{{registry_type: file, path: '{self.feast_dir / 'registry.db'}'}}",
             "CTPIPE_FEAST_ONLINE_STORE": f"{{type: sqlite, path: '{self.feast_dir / 'online_store.db'}'}}",
             "CTPIPE_FEAST_OFFLINE_STORE": "{type: file}",

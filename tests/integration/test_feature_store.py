@@ -6,7 +6,8 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,26 +35,42 @@ FEATURES = [a.name for a in DATASET.aggregates]
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     """Twelve days run through extract, validate, build and materialize, interval by interval."""
-    from ctpipe.feature_store import apply_definitions, load_store, materialize
+    from ctpipe.feature_store import apply_definitions, load_store
 
     root = tmp_path_factory.mktemp("feast")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CTPIPE_STATE_DIR", str(root / "state"))
-        for name in ("CTPIPE_FEAST_REGISTRY", "CTPIPE_FEAST_ONLINE_STORE", "CTPIPE_FEATURES_DIR"):
+        for name in (
+            "CTPIPE_FEAST_PROJECT",
+            "CTPIPE_FEAST_REGISTRY",
+            "CTPIPE_FEAST_ONLINE_STORE",
+            "CTPIPE_FEAST_OFFLINE_STORE",
+            "CTPIPE_FEATURES_DIR",
+        ):
             env.delenv(name, raising=False)
         settings = Settings.from_env()
-        lake = Lake(settings.lake_dir)
-        engine, _, _ = seeded_sqlite(root / "source.db", start=date(2026, 1, 1), days=12, rows_per_day=150)
         store = load_store(settings)
         apply_definitions(store)
-        for interval in DAYS:
+        lake = publish_days(store, settings, root / "source.db", DAYS)
+        yield store, lake, settings
+
+
+def publish_days(feature_store, settings: Settings, source: Path, days: list[Interval]) -> Lake:
+    """Seed a SQLite source for ``days``, then run each day through extract, validate, build and materialize."""
+    from ctpipe.feature_store import materialize
+
+    lake = Lake(settings.lake_dir)
+    engine, _, _ = seeded_sqlite(source, start=days[0].start.date(), days=len(days), rows_per_day=150)
+    try:
+        for interval in days:
             for table in DATASET.tables:
                 raw = extract_interval(engine, table, interval, lake, chunk_rows=500)
                 validate_partition(table, raw.uri, interval, lake, settings.gx_dir, settings.reports_dir, 0.2)
             build_features(DATASET, lake, interval)
-            materialize(store, interval)
+            materialize(feature_store, interval)
+    finally:
         engine.dispose()
-        yield store, lake, settings
+    return lake
 
 
 def offline_rows(lake: Lake) -> pd.DataFrame:

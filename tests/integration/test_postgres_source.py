@@ -1,16 +1,12 @@
 """The production source: the same generator and extraction code on a real PostgreSQL.
 
-Needs the PostgreSQL server at CTPIPE_TEST_POSTGRES (default
-postgresql+psycopg://postgres@127.0.0.1:5432/postgres). Each run creates and
-drops its own database. Without CI=true a missing server skips these tests
-with instructions; with CI=true it fails them.
+Needs the PostgreSQL server of ``tests/services.py``; each run creates and drops
+its own database.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pyarrow.parquet as pq
@@ -23,35 +19,19 @@ from ctpipe.ingest import extract_interval, extract_table
 from ctpipe.lake import Interval, Lake
 from ctpipe.seed import seed
 
-from ..conftest import services_required
+from ..services import postgres_database
 
 pytestmark = pytest.mark.services
 
 DATASET = get_dataset()
-ADMIN_URL = os.environ.get("CTPIPE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 DAY = Interval(datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC))
 CONFIG = GeneratorConfig(start=date(2026, 1, 1), days=3, rows_per_day=300, bad_row_share=0.05)
 
 
 @pytest.fixture(scope="module")
 def postgres_url():
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as error:
-        message = f"PostgreSQL is not reachable at {ADMIN_URL}: {error.orig}"
-        if services_required():
-            pytest.fail(message + " (CI=true: the production tests must run)")
-        pytest.skip(message + "; start it, or set CTPIPE_TEST_POSTGRES, to run the production-mode tests")
-    name = f"ctpipe_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = sa.make_url(ADMIN_URL).set(database=name)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with postgres_database("source") as url:
+        yield url
 
 
 def test_postgres_and_sqlite_sources_give_identical_partitions(postgres_url, tmp_path, monkeypatch):

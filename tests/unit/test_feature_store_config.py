@@ -1,0 +1,139 @@
+"""The Feast variables: embedded defaults, clear errors for malformed values and for a Redis that does not answer."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import pytest
+
+from ctpipe.feature_store import (
+    ServiceUnavailableError,
+    apply_definitions,
+    feast_environment,
+    load_store,
+    materialize,
+    online_features,
+)
+from ctpipe.lake import Interval
+from ctpipe.settings import FEATURE_REPO, Settings
+from ctpipe.training_launch import FORWARDED_ENV
+
+from ..conftest import free_port
+
+VARIABLES = ("CTPIPE_FEAST_PROJECT", "CTPIPE_FEAST_REGISTRY", "CTPIPE_FEAST_ONLINE_STORE", "CTPIPE_FEAST_OFFLINE_STORE")
+
+
+@pytest.fixture(autouse=True)
+def embedded(state_dir, monkeypatch):
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return state_dir
+
+
+def test_every_variable_the_yaml_reads_has_a_default_and_reaches_the_training_pod():
+    read = set(re.findall(r"\$\{(\w+)\}", (FEATURE_REPO / "feature_store.yaml").read_text()))
+    assert read == set(VARIABLES)
+    assert read <= set(Settings.from_env().feast_environment())
+    assert read <= set(FORWARDED_ENV)
+
+
+def test_the_project_defaults_to_ctpipe_and_follows_the_environment(monkeypatch):
+    assert feast_environment()["CTPIPE_FEAST_PROJECT"] == "ctpipe"
+    assert load_store().project == "ctpipe"
+    monkeypatch.setenv("CTPIPE_FEAST_PROJECT", "ctpipe_test_run")
+    assert load_store().project == "ctpipe_test_run"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("CTPIPE_FEAST_REGISTRY", "registry.db", "one-line YAML mapping with a 'path' key"),
+        ("CTPIPE_FEAST_REGISTRY", "{registry_type: sql}", "one-line YAML mapping with a 'path' key"),
+        ("CTPIPE_FEAST_ONLINE_STORE", "redis:6379", "one-line YAML mapping with a 'type' key"),
+        (
+            "CTPIPE_FEAST_ONLINE_STORE",
+            "{type: redis, connection_string: 'redis:6379'",
+            "does not parse as YAML in feature_store.yaml",
+        ),
+        (
+            "CTPIPE_FEAST_ONLINE_STORE",
+            "type: redis\nconnection_string: redis:6379",
+            "does not parse as YAML in feature_store.yaml",
+        ),
+        ("CTPIPE_FEAST_ONLINE_STORE", "{type: redis, connection_string: redis}", "must be host:port"),
+        ("CTPIPE_FEAST_OFFLINE_STORE", "[file]", "one-line YAML mapping with a 'type' key"),
+        ("CTPIPE_FEAST_PROJECT", "_hidden", "not starting with an underscore"),
+        ("CTPIPE_FEAST_PROJECT", "lab qc", "letters, digits, underscores and hyphens"),
+        ("CTPIPE_FEAST_PROJECT", "lab-qc", "cannot contain hyphens with a SQLite online store"),
+    ],
+)
+def test_a_malformed_value_is_a_value_error_naming_the_variable(monkeypatch, embedded, name, value, expected):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=re.escape(expected)) as raised:
+        load_store()
+    assert str(raised.value).startswith(name)
+    assert not embedded.exists()  # checked before anything is created
+
+
+def test_the_error_does_not_repeat_a_password(monkeypatch):
+    monkeypatch.setenv(
+        "CTPIPE_FEAST_REGISTRY", '{registry_type: sql, path: "postgresql+psycopg://feast:s3cret@db/feast"'
+    )
+    with pytest.raises(ValueError, match="CTPIPE_FEAST_REGISTRY") as raised:
+        feast_environment()
+    assert "s3cret" not in str(raised.value)
+    assert "postgresql+psycopg://feast:***@db/feast" in str(raised.value)
+    monkeypatch.delenv("CTPIPE_FEAST_REGISTRY")
+    monkeypatch.setenv("CTPIPE_FEAST_ONLINE_STORE", "redis:6379,password=s3cret")
+    with pytest.raises(ValueError, match="CTPIPE_FEAST_ONLINE_STORE") as raised:
+        feast_environment()
+    assert "s3cret" not in str(raised.value)
+
+
+@pytest.fixture
+def unreachable_redis(monkeypatch) -> str:
+    """A Redis online store on a port nothing listens on."""
+    address = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("CTPIPE_FEAST_ONLINE_STORE", f'{{type: redis, connection_string: "{address},db=0"}}')
+    return address
+
+
+def assert_clear(error: ServiceUnavailableError, address: str) -> None:
+    message = str(error)
+    assert f"Redis at {address} (from CTPIPE_FEAST_ONLINE_STORE)" in message
+    assert "Connection refused" in message  # the underlying reason
+    assert "db=0" not in message  # never the connection parameters: they may hold a password
+
+
+def test_an_unreachable_redis_is_one_clear_error_at_once(unreachable_redis):
+    store = load_store()
+    apply_definitions(store)  # registering needs no online store connection
+    interval = Interval(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
+    for attempt in (
+        lambda: materialize(store, interval),
+        lambda: online_features(store, "lab_quality_v1", "lab_id", ["LAB-001"]),
+    ):
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailableError) as raised:
+            attempt()
+        assert time.monotonic() - started < 2  # one refused ping, no retries with backoff
+        assert_clear(raised.value, unreachable_redis)
+
+
+def test_the_feature_server_refuses_to_start_without_its_redis(unreachable_redis):
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "ctpipe.feature_store", "serve", "--port", str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert time.monotonic() - started < 30
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "ServiceUnavailableError: The Feast online store is unreachable" in last_line
+    assert f"Redis at {unreachable_redis}" in last_line
