@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -21,8 +22,9 @@ from typing import Any
 
 TASK_ID = "train_model"
 PLAN_TEMPLATE = "{{ ti.xcom_pull(task_ids='plan_training') | tojson }}"
-# What the pod needs to reach the same stores as the scheduler's workers (never secrets: those come from
-# the Kubernetes secret named by CTPIPE_TRAINING_SECRET).
+# What the pod needs to reach the same stores as the scheduler's workers. A value that carries a
+# credential (a password in a URL, a Redis password=) is never copied into the pod spec: the pod gets
+# it from the Kubernetes Secret named by CTPIPE_TRAINING_SECRET.
 FORWARDED_ENV = (
     "MLFLOW_TRACKING_URI",
     "CTPIPE_DATASET",
@@ -35,6 +37,10 @@ FORWARDED_ENV = (
     "CTPIPE_FEATURES_DIR",
 )
 
+
+CREDENTIAL = re.compile(r"://[^/@\s]*:[^/@\s]+@|password=", re.IGNORECASE)
+# Where the pod mounts the state volume (the lake) when CTPIPE_K8S_STATE_PVC names its claim.
+DEFAULT_STATE_MOUNT = "/opt/ctpipe/state"
 
 ENTRYPOINT = ["python", "-m", "ctpipe.training"]
 
@@ -53,6 +59,7 @@ class PodSettings:
     memory: str = "4Gi"
     gpus: int = 0
     secret: str | None = None  # a Kubernetes Secret whose keys become env vars (MLflow credentials...)
+    state_claim: str | None = None  # a PersistentVolumeClaim holding the state folder (the lake), shared
     env: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -67,8 +74,29 @@ class PodSettings:
             memory=get("CTPIPE_TRAINING_MEMORY", cls.memory),
             gpus=int(get("CTPIPE_TRAINING_GPUS", str(cls.gpus))),
             secret=get("CTPIPE_TRAINING_SECRET") or None,
-            env={name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)},
+            state_claim=get("CTPIPE_K8S_STATE_PVC") or None,
+            env=forwarded_env(secret=get("CTPIPE_TRAINING_SECRET") or None),
         )
+
+    @property
+    def state_mount(self) -> str:
+        return self.env.get("CTPIPE_STATE_DIR", DEFAULT_STATE_MOUNT)
+
+
+def forwarded_env(secret: str | None) -> dict[str, str]:
+    """The worker's store settings for the pod, without those that carry credentials.
+
+    Those must reach the pod through the Secret; without one the pod could not reach
+    the stores, so that is an error naming the variables.
+    """
+    values = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
+    with_credentials = sorted(name for name, value in values.items() if CREDENTIAL.search(value))
+    if with_credentials and not secret:
+        raise ValueError(
+            f"{', '.join(with_credentials)} carry credentials, which are never written into a pod spec: "
+            "put them in a Kubernetes Secret and name it in CTPIPE_TRAINING_SECRET (its keys become the pod's env)"
+        )
+    return {name: value for name, value in values.items() if name not in with_credentials}
 
 
 def backend() -> str:
@@ -85,6 +113,8 @@ def pod_operator(settings: PodSettings | None = None, **task_kwargs: Any) -> Any
     from kubernetes.client import models as k8s
 
     settings = settings or PodSettings.from_env()
+    # The lake lives on the claim, at the path the pod is told.
+    pod_env = {**settings.env, "CTPIPE_STATE_DIR": settings.state_mount} if settings.state_claim else settings.env
     limits = {"cpu": settings.cpu, "memory": settings.memory}
     if settings.gpus:
         limits["nvidia.com/gpu"] = str(settings.gpus)
@@ -97,8 +127,19 @@ def pod_operator(settings: PodSettings | None = None, **task_kwargs: Any) -> Any
         service_account_name=settings.service_account,
         cmds=ENTRYPOINT,
         arguments=["--plan", PLAN_TEMPLATE, "--result-path", "/airflow/xcom/return.json"],
-        env_vars=[k8s.V1EnvVar(name=k, value=v) for k, v in sorted(settings.env.items())],
+        env_vars=[k8s.V1EnvVar(name=k, value=v) for k, v in sorted(pod_env.items())],
         secrets=[Secret("env", None, settings.secret)] if settings.secret else [],
+        volumes=[
+            k8s.V1Volume(
+                name="ctpipe-state",
+                persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=settings.state_claim),
+            )
+        ]
+        if settings.state_claim
+        else [],
+        volume_mounts=[k8s.V1VolumeMount(name="ctpipe-state", mount_path=settings.state_mount)]
+        if settings.state_claim
+        else [],
         container_resources=k8s.V1ResourceRequirements(
             requests={"cpu": settings.cpu, "memory": settings.memory}, limits=limits
         ),

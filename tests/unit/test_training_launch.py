@@ -16,6 +16,7 @@ users: [{name: nobody, user: {token: not-a-secret}}]
 contexts: [{name: offline, context: {cluster: offline, user: nobody, namespace: default}}]
 current-context: offline
 """
+REGISTRY_WITH_PASSWORD = '{registry_type: sql, path: "postgresql+psycopg://feast:hunter2-pw@db:5432/feast"}'
 
 
 @pytest.fixture
@@ -34,6 +35,9 @@ def pod_request(tmp_path, monkeypatch):
     monkeypatch.setenv("CTPIPE_TRAINING_GPUS", "1")
     monkeypatch.setenv("CTPIPE_TRAINING_SECRET", "ctpipe-mlflow-credentials")
     monkeypatch.setenv("CTPIPE_K8S_NAMESPACE", "ml")
+    monkeypatch.setenv("CTPIPE_K8S_STATE_PVC", "ctpipe-lake")
+    monkeypatch.setenv("CTPIPE_STATE_DIR", "/data/ctpipe")
+    monkeypatch.setenv("CTPIPE_FEAST_REGISTRY", REGISTRY_WITH_PASSWORD)
     with DAG("pod_spec_probe", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC)):
         operator = pod_operator(PodSettings.from_env(), config_file=str(kubeconfig))
     return operator, operator.build_pod_request_obj()
@@ -61,6 +65,25 @@ def test_the_pod_gets_resources_env_and_secret_refs_from_config(pod_request):
     assert env["CTPIPE_FEAST_ONLINE_STORE"].startswith("{type: redis")
     assert [ref.secret_ref.name for ref in container.env_from] == ["ctpipe-mlflow-credentials"]
     assert "not-a-secret" not in str(pod.to_dict())
+
+
+def test_credentials_reach_the_pod_only_through_the_secret(pod_request, monkeypatch):
+    _, pod = pod_request
+    env = {e.name for e in pod.spec.containers[0].env}
+    assert "CTPIPE_FEAST_REGISTRY" not in env  # it holds a password: the Secret provides it
+    assert "hunter2-pw" not in str(pod.to_dict())
+    monkeypatch.delenv("CTPIPE_TRAINING_SECRET")
+    with pytest.raises(ValueError, match="CTPIPE_FEAST_REGISTRY carry credentials.*CTPIPE_TRAINING_SECRET"):
+        PodSettings.from_env()
+
+
+def test_the_pod_mounts_the_state_claim_where_the_workers_keep_the_lake(pod_request):
+    _, pod = pod_request
+    [volume] = [v for v in pod.spec.volumes if v.name == "ctpipe-state"]
+    assert volume.persistent_volume_claim.claim_name == "ctpipe-lake"
+    [mount] = [m for m in pod.spec.containers[0].volume_mounts if m.name == "ctpipe-state"]
+    assert mount.mount_path == "/data/ctpipe"
+    assert {e.name: e.value for e in pod.spec.containers[0].env}["CTPIPE_STATE_DIR"] == "/data/ctpipe"
 
 
 def test_the_backend_is_chosen_by_configuration(monkeypatch):
