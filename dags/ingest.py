@@ -32,10 +32,16 @@ VALIDATED = {t.name: Asset(validated_asset(t.name)) for t in DATASET.tables}
 
 @task
 def extract(table: str, data_interval_start=None, data_interval_end=None, outlet_events=None) -> dict:
+    from airflow.sdk.exceptions import AirflowFailException
+
     from ctpipe.ingest import extract_table
     from ctpipe.lake import Interval
+    from ctpipe.source import SourceConfigError
 
-    extraction = extract_table(table, Interval(data_interval_start, data_interval_end))
+    try:
+        extraction = extract_table(table, Interval(data_interval_start, data_interval_end))
+    except SourceConfigError as error:  # a wrong connection stays wrong; an unreachable server is retried
+        raise AirflowFailException(str(error)) from error
     outlet_events[RAW[table]].extra = extraction
     return extraction
 

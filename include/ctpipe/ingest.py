@@ -141,7 +141,11 @@ def read_partition(uri: str | Path):
 
 
 def extract_table(table_name: str, interval: Interval) -> dict[str, Any]:
-    """Extract one table's interval through the source's Airflow connection, with deployment settings."""
+    """Extract one table's interval through the source's Airflow connection, with deployment settings.
+
+    A missing or malformed connection raises ``ctpipe.source.SourceConfigError``, a server that does not
+    answer ``ctpipe.source.SourceUnavailableError``, before anything is written.
+    """
     from ctpipe.datasets import get_dataset
     from ctpipe.settings import Settings
     from ctpipe.source import engine_for_connection

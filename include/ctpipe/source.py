@@ -1,12 +1,18 @@
 """The SQL source database: table definitions, seeding, and the engine behind an Airflow connection.
 
 The same SQLAlchemy code serves SQLite (embedded default) and PostgreSQL
-(production); only the URL differs.
+(production); only the URL differs. A connection that is missing or malformed
+raises ``SourceConfigError`` (retrying will not help), a server that does not
+answer ``SourceUnavailableError`` within seconds (it may come back); each
+names the connection and says what is wrong, never showing the password.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+import os
+import re
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -49,15 +55,155 @@ def write_source(
                 conn.execute(tables[name].insert(), records[i : i + batch_rows])
 
 
-def engine_for_connection(conn_id: str) -> sa.Engine:
-    """The SQLAlchemy engine of an Airflow connection, through its common-sql hook (SQLite, PostgreSQL...)."""
-    from airflow.providers.common.sql.hooks.sql import DbApiHook
-    from airflow.sdk import BaseHook
+class SourceConfigError(ValueError):
+    """The source connection is missing or malformed: a deployment mistake that no retry fixes."""
 
-    hook = BaseHook.get_connection(conn_id).get_hook()
+
+class SourceUnavailableError(RuntimeError):
+    """The source database does not answer: down, unreachable, or refusing these credentials."""
+
+
+# Seconds a driver waits for the server before giving up; a connection's ``connect_timeout`` extra overrides it.
+CONNECT_TIMEOUT = 10
+# Dialects whose drivers take ``connect_timeout`` (libpq's default waits 130 s, the OS's even longer).
+_TIMEOUT_DIALECTS = ("postgresql", "mysql")
+_EXAMPLE_URI = "postgresql://user:password@host:5432/database"
+
+
+def connection_variable(conn_id: str) -> str:
+    """The environment variable that defines an Airflow connection."""
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+def engine_for_connection(conn_id: str) -> sa.Engine:
+    """A working SQLAlchemy engine for an Airflow connection, through its common-sql hook (SQLite, PostgreSQL...).
+
+    The engine has connected once before it is returned, so a bad connection fails here, once, with
+    ``SourceConfigError`` or ``SourceUnavailableError`` rather than deep inside a query.
+    """
+    from airflow.providers.common.sql.hooks.sql import DbApiHook
+    from airflow.sdk.exceptions import AirflowException
+
+    connection = _get_connection(conn_id)
+    if not connection.conn_type:
+        raise SourceConfigError(
+            f"source connection {conn_id!r} has no connection type: {_definition(conn_id)} must be a URI "
+            f'such as {_EXAMPLE_URI}, or JSON with a "conn_type"'
+        )
+    try:
+        hook = connection.get_hook()
+    except ImportError as error:
+        raise SourceConfigError(
+            f"source connection {conn_id!r} has connection type {connection.conn_type!r}, "
+            f"but its provider cannot be imported: {error}"
+        ) from None
+    except AirflowException as error:  # the plain kind, for an unknown type
+        if "Unknown hook type" not in str(error):
+            raise
+        raise SourceConfigError(
+            f"source connection {conn_id!r} has connection type {connection.conn_type!r}, which no installed "
+            "Airflow provider knows; a SQL source needs e.g. 'postgres' or 'sqlite'"
+        ) from None
     if not isinstance(hook, DbApiHook):
-        raise TypeError(f"connection {conn_id!r} is not a SQL database connection (got {type(hook).__name__})")
-    return hook.get_sqlalchemy_engine()
+        raise SourceConfigError(
+            f"source connection {conn_id!r} has connection type {connection.conn_type!r} "
+            f"({type(hook).__name__}), not a SQL database; a SQL source needs e.g. 'postgres' or 'sqlite'"
+        )
+    try:
+        engine = hook.get_sqlalchemy_engine()
+    except (sa.exc.ArgumentError, TypeError, ValueError) as error:
+        raise SourceConfigError(f"source connection {conn_id!r} is not a usable database URL: {error}") from None
+    if engine.dialect.name in _TIMEOUT_DIALECTS:
+        _limit_connect_time(engine, connection.extra_dejson.get("connect_timeout", CONNECT_TIMEOUT))
+    try:
+        _check_connects(engine, conn_id, connection.password)
+    except Exception:
+        engine.dispose()
+        raise
+    return engine
+
+
+def _get_connection(conn_id: str) -> Any:
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        return BaseHook.get_connection(conn_id)
+    except AirflowNotFoundException:
+        pass
+    # Airflow reports a value it cannot parse as "not defined"; say which it is.
+    variable = connection_variable(conn_id)
+    value = os.environ.get(variable)
+    if value is None or value == "":
+        raise SourceConfigError(
+            f"source connection {conn_id!r} is not defined: set {variable} to a URI such as {_EXAMPLE_URI} "
+            f"(or to JSON with a conn_type), or define {conn_id!r} in the Airflow secrets backend"
+        ) from None
+    raise SourceConfigError(
+        f"source connection {conn_id!r} cannot be read: {variable} {_unreadable_because(value, conn_id)}"
+    ) from None
+
+
+def _unreadable_because(value: str, conn_id: str) -> str:
+    """Why Airflow cannot parse a connection's value, in words that never repeat the value (it holds a password)."""
+    from airflow.sdk import Connection
+
+    value = value.strip()
+    if not value:
+        return "is blank"
+    try:
+        if value.startswith("{"):
+            Connection.from_json(value, conn_id=conn_id)
+        else:
+            Connection.from_uri(value, conn_id=conn_id)
+    except json.JSONDecodeError as error:
+        return f"is not valid JSON ({error.msg} at line {error.lineno} column {error.colno})"
+    except TypeError as error:  # an unknown key in the JSON
+        return f"holds a field a connection does not have ({error})"
+    except ValueError as error:  # a port that is not a number, a bracketed host that is not IPv6
+        return f"has an invalid part ({error})"
+    except Exception:
+        pass
+    return f"is not a connection URI such as {_EXAMPLE_URI}, nor JSON with a conn_type"
+
+
+def _definition(conn_id: str) -> str:
+    """Where the connection Airflow found is written: the environment variable is searched first."""
+    variable = connection_variable(conn_id)
+    return variable if os.environ.get(variable) else "its definition in the Airflow secrets backend"
+
+
+def _limit_connect_time(engine: sa.Engine, seconds: Any) -> None:
+    @sa.event.listens_for(engine, "do_connect")
+    def connect_timeout(dialect, connection_record, cargs, cparams) -> None:
+        cparams.setdefault("connect_timeout", seconds)  # a value in the URL's query wins
+
+
+def _check_connects(engine: sa.Engine, conn_id: str, password: str | None) -> None:
+    try:
+        with engine.connect():
+            pass
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
+        raise SourceUnavailableError(
+            f"source database {conn_id!r} ({describe(engine)}) is unreachable: {_reason(error, password)}"
+        ) from None
+    except sa.exc.DBAPIError as error:  # the driver rejects the parameters (a bad connect_timeout, sslmode...)
+        raise SourceConfigError(
+            f"source connection {conn_id!r} ({describe(engine)}) is malformed: {_reason(error, password)}"
+        ) from None
+
+
+def _reason(error: sa.exc.DBAPIError, password: str | None) -> str:
+    """The driver's reason, without the parts the message already says (host, port) or must not (password)."""
+    text = str(error.orig or error).strip()
+    # libpq: 'connection to server at "host" (addr), port 5432 failed: FATAL:  database "x" does not exist'
+    lines = [line for line in text.splitlines() if "failed: " in line] or text.splitlines()[:1] or ["no reason given"]
+    reason = lines[-1].rsplit("failed: ", 1)[-1]
+    reason = re.sub(r"^(FATAL|ERROR):\s*|\[Errno -?\d+\]\s*", "", reason)
+    reason = " ".join(reason.split())
+    if password:
+        reason = reason.replace(password, "***")
+    return reason[:1].lower() + reason[1:] if reason[1:2].islower() else reason
 
 
 def describe(engine: sa.Engine) -> str:
