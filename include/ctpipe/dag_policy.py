@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+
+def start_date_from_env(default: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> datetime:
+    """The first data interval the DAGs know of: ``CTPIPE_START_DATE`` (ISO date, UTC), where catchup begins.
+
+    Point it at the first day of your data; a deployment sets it once, since moving it
+    later changes which intervals the scheduler considers.
+    """
+    raw = os.environ.get("CTPIPE_START_DATE")
+    if not raw:
+        return default
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"CTPIPE_START_DATE must be an ISO date like 2026-01-01, got {raw!r}") from None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
 # The first data interval the DAGs know of; catchup starts here.
-START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
+START_DATE = start_date_from_env()
 
 DEFAULT_ARGS = {
     "owner": "ctpipe",
