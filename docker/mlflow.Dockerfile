@@ -16,7 +16,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 COPY requirements.txt /opt/mlflow/requirements.txt
 # requirements.txt as constraints: only mlflow and the psycopg driver are installed, each at
 # its pinned version, with their dependencies at theirs.
-RUN pip install -c /opt/mlflow/requirements.txt mlflow "psycopg[binary]" \
+RUN pip install -c /opt/mlflow/requirements.txt "mlflow[auth]" "psycopg[binary]" \
  && useradd --create-home --uid 10001 --gid 0 mlflow \
  && mkdir -p /mlartifacts \
  && chown 10001:0 /mlartifacts

@@ -10,6 +10,7 @@ password in the URI hidden.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from importlib.metadata import entry_points
@@ -43,6 +44,10 @@ class TrackingConfigError(ValueError):
 
 class TrackingUnavailableError(RuntimeError):
     """The MLflow tracking server (or the database MLflow tracks in) does not answer."""
+
+
+class TrackingAuthError(PermissionError):
+    """The tracking server answers but refuses these credentials (or their absence)."""
 
 
 def experiment_name(kind: str = "training") -> str:
@@ -183,7 +188,19 @@ def configure(settings: Settings | None = None, kind: str = "training") -> str:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     name = experiment_name(kind)
-    experiment = mlflow.get_experiment_by_name(name)
+    try:
+        experiment = mlflow.get_experiment_by_name(name)
+    except mlflow.exceptions.MlflowException as error:
+        status = error.get_http_status_code()
+        if status not in (401, 403):
+            raise
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        raise TrackingAuthError(
+            f"MLflow tracking server {VARIABLE}={hide_password(uri)!r} refused the request ({status} "
+            f"{'Unauthorized' if status == 401 else 'Forbidden'}) as "
+            f"{f'user {user!r}' if user else 'an anonymous client'}: set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) to a user of the server with access"
+        ) from None
     if experiment is None:
         # Local stores get an explicit artifact root; a tracking server decides its own.
         local = not uri.startswith(("http://", "https://", "databricks"))

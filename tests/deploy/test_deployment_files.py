@@ -469,9 +469,9 @@ def test_the_training_image_runs_the_training_entrypoint():
 def test_the_mlflow_image_serves_the_pinned_mlflow_with_the_postgres_driver():
     steps = instructions(DOCKER / "mlflow.Dockerfile")
     install = next(a for i, a in steps if i == "RUN" and "pip install" in a)
-    assert "-c /opt/mlflow/requirements.txt mlflow" in install and '"psycopg[binary]"' in install
+    assert '-c /opt/mlflow/requirements.txt "mlflow[auth]"' in install and '"psycopg[binary]"' in install
     pins = requirement_pins()
-    assert {"mlflow", "psycopg", "psycopg-binary"} <= pins.keys()
+    assert {"mlflow", "psycopg", "psycopg-binary", "flask-wtf"} <= pins.keys()
 
 
 # ---------------------------------------------------------------- Helm values
