@@ -2,10 +2,12 @@
 ### Features: per-lab aggregates for each validated interval, materialized to the online store
 
 Scheduled on the `validated_*` assets of the `ingest` DAG: a run covers every interval
-its asset events name. A manual run takes `interval_start` and `interval_end` from the
-trigger form instead (split into days), to rebuild a range.
+its asset events name, and any validated interval whose features are missing or older than
+its data (an event the scheduler folded away is not lost). A manual run takes
+`interval_start` and `interval_end` from the trigger form instead (split into days), to
+rebuild a range.
 
-1. **resolve_intervals** reads which intervals to process (asset events or params).
+1. **resolve_intervals** reads which intervals to process (asset events and the lake, or params).
 2. **build_features** (one mapped task per interval) computes point-in-time rolling
    aggregates from validated data into `lake/features/lab_features/<interval>.parquet`,
    the offline source of the Feast feature view.
@@ -31,10 +33,10 @@ FEATURES = Asset(DATASET.feature_view)
 
 @task
 def resolve_intervals(params=None, triggering_asset_events=None) -> list[dict]:
-    from ctpipe.features import intervals_to_process
+    from ctpipe.features import intervals_for_run
 
     extras = asset_event_extras(triggering_asset_events)
-    return intervals_to_process(params.get("interval_start"), params.get("interval_end"), extras)
+    return intervals_for_run(params.get("interval_start"), params.get("interval_end"), extras)
 
 
 @task(max_active_tis_per_dagrun=2)

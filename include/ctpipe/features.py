@@ -102,14 +102,39 @@ def build_features(dataset: DatasetSpec, lake: Lake, interval: Interval) -> Feat
     return build
 
 
+def intervals_behind(dataset: DatasetSpec, lake: Lake) -> list[Interval]:
+    """Intervals validated for every table whose features are missing or older than that data, oldest first.
+
+    Asset events are how the features DAG hears of new data, but the scheduler can
+    drop one: an event that arrives while ``max_active_runs`` holds the next run back
+    is not handed to that run. The validated partitions are in the lake all the same,
+    so each run also picks up whatever its events did not name.
+    """
+    validated = [dict(lake.partitions("validated", table.name)) for table in dataset.tables]
+    complete = set.intersection(*(set(partitions) for partitions in validated))
+    built = dict(lake.partitions("features", dataset.feature_view))
+
+    def stale(interval: Interval) -> bool:
+        if interval not in built:
+            return True
+        newest_input = max(partitions[interval].stat().st_mtime_ns for partitions in validated)
+        return built[interval].stat().st_mtime_ns < newest_input
+
+    return sorted(i for i in complete if stale(i))
+
+
 def intervals_to_process(
-    start: str | None, end: str | None, asset_event_extras: list[dict[str, Any]], step: timedelta = timedelta(days=1)
+    start: str | None,
+    end: str | None,
+    asset_event_extras: list[dict[str, Any]],
+    step: timedelta = timedelta(days=1),
+    behind: list[Interval] | None = None,
 ) -> list[dict[str, str]]:
     """The intervals a features run covers, oldest first.
 
     A manual run names a range (split into ``step``-long intervals); a run
     triggered by validated-data assets covers every interval its events name
-    (the scheduler may fold several events into one run).
+    (the scheduler may fold several events into one run), and those ``behind``.
     """
     if start or end:
         if not (start and end):
@@ -124,13 +149,24 @@ def intervals_to_process(
         Interval.parse(extra["interval"]["start"], extra["interval"]["end"])
         for extra in asset_event_extras
         if extra and "interval" in extra
-    }
+    } | set(behind or [])
     if not found:
         raise ValueError(
             "no interval to compute: trigger with interval_start and interval_end, "
             "or let the validated-data assets trigger the run"
         )
     return [i.to_dict() for i in sorted(found)]
+
+
+def intervals_for_run(start: str | None, end: str | None, asset_event_extras: list[dict[str, Any]]) -> list[dict]:
+    """``intervals_to_process`` with deployment settings: an asset-triggered run also catches up the lake."""
+    from ctpipe.datasets import get_dataset
+    from ctpipe.settings import Settings
+
+    if start or end:
+        return intervals_to_process(start, end, asset_event_extras)
+    behind = intervals_behind(get_dataset(), Lake(Settings.from_env().lake_dir))
+    return intervals_to_process(None, None, asset_event_extras, behind=behind)
 
 
 def build_interval_features(interval: dict[str, str]) -> dict[str, Any]:

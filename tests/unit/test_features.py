@@ -1,10 +1,17 @@
+import os
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from ctpipe.features import EVENT_TIMESTAMP, build_features, compute_features, intervals_to_process
+from ctpipe.features import (
+    EVENT_TIMESTAMP,
+    build_features,
+    compute_features,
+    intervals_behind,
+    intervals_to_process,
+)
 from ctpipe.lake import Interval, Lake
 
 from .sources import DATASET, raw_partition
@@ -160,3 +167,20 @@ def test_a_run_with_nothing_to_compute_says_how_to_trigger_it():
         intervals_to_process(None, None, [])
     with pytest.raises(ValueError, match="both interval_start and interval_end"):
         intervals_to_process(day(0).start.isoformat(), None, [])
+
+
+def test_validated_intervals_without_current_features_are_caught_up(lake):
+    """An asset event the scheduler dropped still gets its features: the lake says what is behind."""
+    everything = [day(offset) for offset in range(45)]
+    assert intervals_behind(DATASET, lake) == everything
+    for offset in (40, 41, 42):
+        build_features(DATASET, lake, day(offset))
+    assert intervals_behind(DATASET, lake) == [i for i in everything if i not in (day(40), day(41), day(42))]
+    # Re-validating an interval (a re-run of ingest) makes its features stale again.
+    built = dict(lake.partitions("features", DATASET.feature_view))[day(41)].stat().st_mtime_ns
+    validated = dict(lake.partitions("validated", DATASET.events.name))[day(41)]
+    os.utime(validated, ns=(built + 1_000_000, built + 1_000_000))
+    assert day(41) in intervals_behind(DATASET, lake) and day(42) not in intervals_behind(DATASET, lake)
+    # An asset-triggered run covers its events' intervals and those behind, once each.
+    got = intervals_to_process(None, None, [{"interval": day(42).to_dict()}], behind=[day(41), day(42)])
+    assert got == [day(41).to_dict(), day(42).to_dict()]
