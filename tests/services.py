@@ -128,20 +128,30 @@ def wait_for_http(url: str, process: subprocess.Popen | None, timeout: float, lo
     raise TimeoutError(f"{url} did not answer within {timeout:.0f}s:\n{tail}")
 
 
+def group_alive(process: subprocess.Popen) -> bool:
+    """Whether any process of the group ``process`` leads (``start_new_session=True``) is still there."""
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def stop(process: subprocess.Popen, grace: float = 20) -> None:
-    """Stop a process group started with ``start_new_session=True``: SIGTERM, then SIGKILL."""
+    """Stop a process group started with ``start_new_session=True``, children included: SIGTERM, then SIGKILL."""
     import signal
 
-    if process.poll() is not None:
-        return
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        process.poll()  # reap the leader, so that only live members keep the group
+        if process.returncode is not None and not group_alive(process):
+            return
+        time.sleep(0.2)
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
 
 
 @contextmanager

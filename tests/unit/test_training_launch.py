@@ -73,7 +73,7 @@ def test_credentials_reach_the_pod_only_through_the_secret(pod_request, monkeypa
     assert "CTPIPE_FEAST_REGISTRY" not in env  # it holds a password: the Secret provides it
     assert "hunter2-pw" not in str(pod.to_dict())
     monkeypatch.delenv("CTPIPE_TRAINING_SECRET")
-    with pytest.raises(ValueError, match="CTPIPE_FEAST_REGISTRY carry credentials.*CTPIPE_TRAINING_SECRET"):
+    with pytest.raises(ValueError, match=r"CTPIPE_FEAST_REGISTRY carry credentials.*CTPIPE_TRAINING_SECRET"):
         PodSettings.from_env()
 
 

@@ -1,0 +1,349 @@
+"""Production mode end to end: the real Airflow scheduler on PostgreSQL, Redis, and an MLflow server.
+
+The same DAGs and package as the embedded default, switched by environment alone:
+
+- Airflow metadata on PostgreSQL; api-server, scheduler, dag-processor and triggerer run
+  as separate processes with LocalExecutor, so every task runs in its own process and
+  XCom, asset events and Params really are serialized;
+- the source is PostgreSQL, reached through the postgres provider's hook, with a canary
+  password in the connection;
+- Feast keeps its registry in PostgreSQL and serves online values from Redis;
+- MLflow is an ``mlflow server`` on PostgreSQL with served artifacts, used over HTTP.
+
+The scheduler catches up the seeded days on its own (``ingest`` is unpaused with a start
+date N days back), asset events chain ``features`` and ``monitoring``; then the test
+triggers ``training`` through the REST API with the trigger form's Params, and
+``monitoring`` with ``force_retrain``, whose retrain request triggers ``training`` again.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ctpipe.datasets import get_dataset
+from ctpipe.datasets.lab_qc_generator import GeneratorConfig
+from ctpipe.lake import Interval, Lake
+
+from ..conftest import REPORTS, free_port
+from ..services import (
+    delete_redis_keys,
+    feast_project,
+    mlflow_server,
+    postgres_database,
+    redis_address,
+)
+from .airflow_stack import AirflowStack, production_environment
+
+pytestmark = [pytest.mark.services, pytest.mark.integration]
+
+DATASET = get_dataset()
+DAYS = 7
+CANARY = "canary-Pw-7f3a9c1e"  # the source connection's password; trust auth ignores it, logs must too
+TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+FIRST = TODAY - timedelta(days=DAYS)
+INTERVALS = [Interval(FIRST + timedelta(days=i), FIRST + timedelta(days=i + 1)) for i in range(DAYS)]
+TRAINING_FORM = {"family": "sklearn", "days": 5, "holdout_days": 2, "max_iter": 60, "approval_mode": "auto"}
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    """Every service and Airflow component for this module; all stopped and dropped afterwards."""
+    from ctpipe.seed import seed
+
+    root = tmp_path_factory.mktemp("production")
+    project = feast_project("e2e")
+    with (
+        postgres_database("airflow") as metadata_url,
+        postgres_database("source") as source_url,
+        postgres_database("feast") as feast_url,
+        postgres_database("mlflow") as mlflow_url,
+        mlflow_server(mlflow_url, root / "mlartifacts", free_port(), root / "mlflow.log") as tracking_uri,
+        pytest.MonkeyPatch.context() as monkeypatch,
+    ):
+        redis = redis_address()
+        seed(
+            source_url.render_as_string(hide_password=False),
+            GeneratorConfig(start=FIRST.date(), days=DAYS, rows_per_day=150),
+        )
+        source = {
+            "conn_type": "postgres",
+            "host": source_url.host,
+            "port": source_url.port or 5432,
+            "login": source_url.username,
+            "password": CANARY,
+            "schema": source_url.database,
+        }
+        ctpipe_env = {
+            "AIRFLOW_CONN_CTPIPE_SOURCE": json.dumps(source),
+            "CTPIPE_STATE_DIR": str(root / "state"),
+            "CTPIPE_START_DATE": FIRST.isoformat(),
+            "CTPIPE_FEAST_PROJECT": project,
+            "CTPIPE_FEAST_REGISTRY": json.dumps(
+                {
+                    "registry_type": "sql",
+                    "path": feast_url.render_as_string(hide_password=False),
+                    "cache_ttl_seconds": 5,
+                }
+            ),
+            "CTPIPE_FEAST_ONLINE_STORE": json.dumps({"type": "redis", "connection_string": redis}),
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            # Few days of data make a weak model; the first one must still become champion.
+            "CTPIPE_PROMOTION_MIN_ROC_AUC": "0.5",
+        }
+        metadata = metadata_url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+        api_port = free_port()
+        stack = AirflowStack(
+            home=root / "airflow",
+            env=production_environment(root / "airflow", metadata, api_port, ctpipe_env),
+            api_port=api_port,
+        )
+        for name, value in ctpipe_env.items():  # the test reads the same stores the tasks wrote
+            monkeypatch.setenv(name, value)
+        try:
+            stack.start()
+            yield stack, root
+        finally:
+            alive = stack.stop()
+            delete_redis_keys(project)
+            assert not alive, f"still running after stop: {alive}"
+
+
+@pytest.fixture(scope="module")
+def pipeline(deployment):
+    """Catch up the seeded days on the scheduler, then train and retrain through the REST API."""
+    stack, _ = deployment
+    stack.wait_for_dags(["ingest", "features", "monitoring", "training"])
+    for dag_id in ("features", "monitoring", "training", "ingest"):  # downstream first, so no event is missed
+        stack.unpause(dag_id)
+
+    def caught_up():
+        runs = [r for r in stack.dag_runs("ingest") if r["data_interval_end"]]
+        finished = [r for r in runs if r["state"] in ("success", "failed")]
+        return runs if len(finished) >= DAYS and len(finished) == len(runs) else None
+
+    ingest_runs = stack.wait_until(caught_up, f"{DAYS} scheduled ingest runs", timeout=1200)
+
+    def materialized_to_end():
+        events = stack.api("GET", "/assets/events", params={"source_dag_id": "features", "limit": 100})
+        ends = [e["extra"].get("materialized", {}).get("end") for e in events["asset_events"]]
+        done = any(end and datetime.fromisoformat(end) >= INTERVALS[-1].end for end in ends)
+        idle = all(r["state"] in ("success", "failed") for d in ("features", "monitoring") for r in stack.dag_runs(d))
+        return done and idle
+
+    stack.wait_until(materialized_to_end, "features materialized through the last interval", timeout=900)
+
+    training_run = stack.trigger("training", TRAINING_FORM)
+    trained = stack.wait_for_run("training", training_run, timeout=900)
+
+    before = {r["dag_run_id"] for r in stack.dag_runs("training")}
+    monitoring_run = stack.trigger("monitoring", {"interval_end": INTERVALS[-1].end.isoformat(), "force_retrain": True})
+    monitored = stack.wait_for_run("monitoring", monitoring_run, timeout=900)
+
+    def retrained():
+        new = [r for r in stack.dag_runs("training") if r["dag_run_id"] not in before]
+        return new if new and all(r["state"] in ("success", "failed") for r in new) else None
+
+    retrain_runs = stack.wait_until(retrained, "the asset-triggered training run", timeout=900)
+    return {
+        "ingest": ingest_runs,
+        "training": trained,
+        "monitoring": monitored,
+        "retraining": retrain_runs,
+    }
+
+
+def all_runs(stack: AirflowStack) -> list[tuple[str, dict]]:
+    return [(d, r) for d in ("ingest", "features", "monitoring", "training") for r in stack.dag_runs(d)]
+
+
+def test_the_scheduler_catches_up_every_interval_through_ingest_and_features(deployment, pipeline):
+    stack, _ = deployment
+    from ctpipe.settings import Settings
+
+    settings = Settings.from_env()
+    runs = {(r["data_interval_start"][:10], r["run_type"]): r["state"] for r in pipeline["ingest"]}
+    for interval in INTERVALS:
+        assert runs[(f"{interval.start:%Y-%m-%d}", "scheduled")] == "success", runs
+    lake = Lake(settings.lake_dir)
+    for table in DATASET.tables:
+        assert {i.key for i, _ in lake.partitions("validated", table.name)} >= {i.key for i in INTERVALS}
+        for interval in INTERVALS:
+            report = json.loads((settings.reports_dir / "validation" / table.name / f"{interval.key}.json").read_text())
+            assert report["rows_in"] == report["rows_passed"] + report["rows_quarantined"] > 0
+    quarantined = sum(
+        json.loads((settings.reports_dir / "validation" / DATASET.events.name / f"{i.key}.json").read_text())[
+            "rows_quarantined"
+        ]
+        for i in INTERVALS
+    )
+    assert quarantined > 0  # the generator's broken rows were caught, not lost
+    # Asset events chained the DAGs: features ran because of validated data, monitoring because of features.
+    features_runs = stack.dag_runs("features")
+    assert features_runs and {r["run_type"] for r in features_runs} == {"asset_triggered"}
+    assert all(r["state"] == "success" for r in features_runs)
+    assert any(r["run_type"] == "asset_triggered" for r in stack.dag_runs("monitoring"))
+    events = stack.api("GET", "/assets/events", params={"source_dag_id": "ingest", "limit": 100})["asset_events"]
+    validated = [e for e in events if e["extra"] and "rows_passed" in e["extra"]]
+    assert len(validated) >= DAYS * len(DATASET.tables)
+
+
+def test_online_features_come_from_redis_and_match_the_offline_store(deployment, pipeline):
+    import pandas as pd
+
+    from ctpipe.feature_store import historical_features, load_store, online_features
+
+    store = load_store()
+    assert store.config.online_store.type == "redis" and store.config.registry.registry_type == "sql"
+    labs = [f"LAB-{i:03d}" for i in range(1, 6)]
+    online = pd.DataFrame(online_features(store, DATASET.feature_service, DATASET.entity, labs))
+    entity_rows = pd.DataFrame({DATASET.entity: labs, "event_timestamp": [INTERVALS[-1].end] * len(labs)})
+    offline = historical_features(store, DATASET.feature_service, entity_rows).set_index(DATASET.entity).loc[labs]
+    features = [a.name for a in DATASET.aggregates]
+    assert online[features].notna().all().all()
+    pd.testing.assert_frame_equal(
+        online.set_index(DATASET.entity)[features].astype("float64"),
+        offline[features].astype("float64"),
+        check_names=False,
+    )
+
+
+def test_training_from_the_trigger_form_registers_and_promotes_on_the_mlflow_server(deployment, pipeline):
+    import mlflow
+
+    from ctpipe.registry import CHAMPION, alias_version, client
+
+    stack, _ = deployment
+    run = pipeline["training"]
+    states = stack.task_states("training", run["dag_run_id"])
+    assert run["state"] == "success", states
+    assert run["conf"] == TRAINING_FORM
+    # XCom carries references, not data: the plan, and an MLflow run id with small metrics.
+    plan = stack.xcom("training", run["dag_run_id"], "plan_training")
+    assert plan["family"] == "sklearn" and plan["params"] == {"max_iter": 60} and plan["days"] == 5
+    result = stack.xcom("training", run["dag_run_id"], "train_model")
+    assert result["run_id"] and len(json.dumps(result)) < 5000
+
+    mlflow_client = client()
+    assert mlflow_client.tracking_uri.startswith("http://")
+    champion = alias_version(mlflow_client, DATASET.model_name, CHAMPION)
+    assert champion is not None and champion.version == "1"
+    assert champion.tags["promotion_decision"] == "promote" and champion.tags["run_id"] == result["run_id"]
+    assert champion.tags["validation_status"] == "passed"
+    # The model's artifacts went through the server (mlflow-artifacts:), and load back by alias.
+    assert mlflow.get_run(result["run_id"]).info.artifact_uri.startswith("mlflow-artifacts:")
+    model = mlflow.pyfunc.load_model(f"models:/{DATASET.model_name}@champion")
+    assert model.metadata.run_id == result["run_id"]
+
+
+def test_a_forced_retrain_request_triggers_training_through_its_asset(deployment, pipeline):
+    from ctpipe.registry import client
+
+    stack, _ = deployment
+    monitoring = pipeline["monitoring"]
+    states = stack.task_states("monitoring", monitoring["dag_run_id"])
+    assert monitoring["state"] == "success", states
+    assert states["request_retraining"] == "success" and states["skip_retraining"] == "skipped"
+    drift = stack.xcom("monitoring", monitoring["dag_run_id"], "check_drift")
+    assert drift["champion_version"] == "1" and drift["report_uri"].endswith(".html")
+
+    [retrain] = pipeline["retraining"]
+    assert retrain["run_type"] == "asset_triggered" and retrain["state"] == "success"
+    versions = sorted(client().search_model_versions(f"name = '{DATASET.model_name}'"), key=lambda v: int(v.version))
+    assert [v.version for v in versions] == ["1", "2"]
+    second = versions[1]
+    # The request's reason (real drift, or "forced from the trigger form") travelled through the asset event.
+    request = stack.xcom("monitoring", monitoring["dag_run_id"], "request_retraining")
+    assert second.tags["trigger"] == request["reason"] and request["cutoff"] == INTERVALS[-1].end.isoformat()
+    assert second.tags["promotion_decision"] in ("promote", "keep_champion")
+    assert second.tags["compared_with_version"] == "1"
+    assert "**Decision:" in second.description
+
+
+def test_the_canary_password_is_in_no_log_and_no_xcom(deployment, pipeline):
+    stack, root = deployment
+    leaks = [
+        str(path.relative_to(root))
+        for path in root.rglob("*")
+        if path.is_file() and path.suffix in (".log", ".json", ".txt", "") and CANARY in path.read_text(errors="ignore")
+    ]
+    assert not leaks, leaks
+    for dag_id, run in all_runs(stack):
+        for ti in stack.task_instances(dag_id, run["dag_run_id"]):
+            if ti["state"] != "success":
+                continue
+            path = f"/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances/{ti['task_id']}/xcomEntries"
+            for entry in stack.api("GET", path, params={"map_index": ti["map_index"]})["xcom_entries"]:
+                value = stack.xcom(dag_id, run["dag_run_id"], ti["task_id"], entry["key"], ti["map_index"])
+                assert CANARY not in json.dumps(value, default=str), (dag_id, ti["task_id"], entry["key"])
+    # The logs are really there: the password is absent, not the logs.
+    extract_logs = list((root / "airflow" / "logs").rglob("*extract_lab_samples*/*.log"))
+    assert extract_logs and any("lab_samples" in p.read_text() for p in extract_logs)
+
+
+def test_the_api_requires_authentication(deployment, pipeline):
+    import requests
+
+    stack, _ = deployment
+    assert requests.get(f"{stack.url}/api/v2/dags", timeout=30).status_code == 401
+    wrong = requests.post(f"{stack.url}/auth/token", json={"username": "admin", "password": "wrong"}, timeout=30)
+    assert wrong.status_code == 401
+    assert requests.get(f"{stack.url}/auth/token", timeout=30).status_code == 403  # no all-admins shortcut
+
+
+def busy_seconds(spans: list[tuple[datetime, datetime]]) -> float:
+    """Seconds during which at least one of ``spans`` was running (tasks of a run may overlap)."""
+    total, reach = 0.0, None
+    for start, end in sorted(spans):
+        if reach is None or start > reach:
+            total += (end - start).total_seconds()
+            reach = end
+        elif end > reach:
+            total += (end - reach).total_seconds()
+            reach = end
+    return total
+
+
+def test_scheduler_overhead_is_measured(deployment, pipeline, request):
+    """Wall time of the runs and the scheduler's share of it, reported at the end of the session.
+
+    Per task: the run's wall time minus its tasks' durations, over its tasks. Tasks of one run
+    overlap, so the sum of durations can exceed the wall time; the time no task was running
+    (wall minus the union of task spans) is reported beside it, and so is the delay from a
+    task being scheduled to its process starting it.
+    """
+    stack, _ = deployment
+    tasks, task_seconds, run_seconds, idle_seconds, start_delays = 0, 0.0, 0.0, 0.0, []
+    first_start, last_end = None, None
+    for dag_id, run in all_runs(stack):
+        start, end = datetime.fromisoformat(run["start_date"]), datetime.fromisoformat(run["end_date"])
+        first_start, last_end = min(first_start or start, start), max(last_end or end, end)
+        ran = [
+            ti
+            for ti in stack.task_instances(dag_id, run["dag_run_id"])
+            if ti["state"] in ("success", "failed") and ti["start_date"]
+        ]
+        spans = [(datetime.fromisoformat(ti["start_date"]), datetime.fromisoformat(ti["end_date"])) for ti in ran]
+        tasks += len(ran)
+        task_seconds += sum(ti["duration"] or 0.0 for ti in ran)
+        run_seconds += (end - start).total_seconds()
+        idle_seconds += (end - start).total_seconds() - busy_seconds(spans)
+        start_delays += [
+            (datetime.fromisoformat(ti["start_date"]) - datetime.fromisoformat(ti["scheduled_when"])).total_seconds()
+            for ti in ran
+            if ti["scheduled_when"]
+        ]
+    assert tasks >= 60 and task_seconds > 0 and idle_seconds > 0
+    summary = {
+        "dag_runs": len(all_runs(stack)),
+        "tasks": tasks,
+        "wall_s_first_run_start_to_last_run_end": round((last_end - first_start).total_seconds(), 1),
+        "sum_run_wall_s": round(run_seconds, 1),
+        "sum_task_durations_s": round(task_seconds, 1),
+        "overhead_per_task_s": round((run_seconds - task_seconds) / tasks, 2),
+        "idle_per_task_s": round(idle_seconds / tasks, 2),
+        "mean_scheduled_to_start_s": round(sum(start_delays) / len(start_delays), 2),
+    }
+    request.config.stash.setdefault(REPORTS, []).append(("scheduler end-to-end", summary))
