@@ -18,8 +18,8 @@ COPY requirements.txt /opt/mlflow/requirements.txt
 # its pinned version, with their dependencies at theirs.
 RUN pip install -c /opt/mlflow/requirements.txt "mlflow[auth]" "psycopg[binary]" \
  && useradd --create-home --uid 10001 --gid 0 mlflow \
- && mkdir -p /mlartifacts \
- && chown 10001:0 /mlartifacts
+ && mkdir -p /mlartifacts /mlflow-auth \
+ && chown 10001:0 /mlartifacts /mlflow-auth
 
 USER 10001
 WORKDIR /home/mlflow

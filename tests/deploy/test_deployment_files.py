@@ -13,6 +13,7 @@ The checks are plain functions, each also shown to catch a planted mistake.
 
 from __future__ import annotations
 
+import configparser
 import importlib.util
 import itertools
 import json
@@ -317,6 +318,22 @@ def test_airflow_runs_its_components_with_login_required(services):
     assert api_server["secrets"] == ["airflow_passwords"]
     assert "/run/secrets/airflow_passwords" in command_line(api_server)
     assert "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE" in command_line(api_server)
+
+
+def test_mlflow_requires_a_login_and_the_pipeline_has_one(services):
+    mlflow = services["mlflow"]
+    assert "--app-name basic-auth" in command_line(mlflow)
+    config = configparser.ConfigParser()
+    config.read(DOCKER / "mlflow" / "basic_auth.ini")
+    assert config["mlflow"]["default_permission"] == "NO_PERMISSIONS"
+    assert "admin_password" not in config["mlflow"]  # it comes from MLFLOW_AUTH_ADMIN_PASSWORD
+    # The user store is on its own volume, never under the served artifacts.
+    store = config["mlflow"]["database_uri"].removeprefix("sqlite:///")
+    assert not store.startswith("/mlartifacts") and any(v.endswith(":/mlflow-auth") for v in mlflow["volumes"])
+    assert mlflow["environment"]["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/mlflow/basic_auth.ini"
+    for name in ("airflow-scheduler", "airflow-api-server", "feature-server"):
+        env = services[name]["environment"]
+        assert env["MLFLOW_TRACKING_USERNAME"] and env["MLFLOW_TRACKING_PASSWORD"].startswith("${"), name
 
 
 def test_the_option_names_exist_in_the_installed_airflow(services):
