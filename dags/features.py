@@ -23,7 +23,13 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, AssetAll, Param, dag, task
 
-from ctpipe.dag_policy import DEFAULT_ARGS, START_DATE, asset_event_extras, validated_asset
+from ctpipe.dag_policy import (
+    DEFAULT_ARGS,
+    START_DATE,
+    asset_event_extras,
+    fail_fast_on_configuration_error,
+    validated_asset,
+)
 from ctpipe.datasets import get_dataset
 
 DATASET = get_dataset()
@@ -32,6 +38,7 @@ FEATURES = Asset(DATASET.feature_view)
 
 
 @task
+@fail_fast_on_configuration_error
 def resolve_intervals(params=None, triggering_asset_events=None) -> list[dict]:
     from ctpipe.features import intervals_for_run
 
@@ -40,6 +47,7 @@ def resolve_intervals(params=None, triggering_asset_events=None) -> list[dict]:
 
 
 @task(max_active_tis_per_dagrun=2)
+@fail_fast_on_configuration_error
 def build_features(interval: dict) -> dict:
     from ctpipe.features import build_interval_features
 
@@ -47,6 +55,7 @@ def build_features(interval: dict) -> dict:
 
 
 @task(outlets=[FEATURES])
+@fail_fast_on_configuration_error
 def materialize(intervals: list[dict], outlet_events=None) -> dict:
     from ctpipe.feature_store import publish_online
 

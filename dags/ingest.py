@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task
 
-from ctpipe.dag_policy import DEFAULT_ARGS, START_DATE, raw_asset, validated_asset
+from ctpipe.dag_policy import DEFAULT_ARGS, START_DATE, fail_fast_on_configuration_error, raw_asset, validated_asset
 from ctpipe.datasets import get_dataset
 
 DATASET = get_dataset()
@@ -31,22 +31,18 @@ VALIDATED = {t.name: Asset(validated_asset(t.name)) for t in DATASET.tables}
 
 
 @task
+@fail_fast_on_configuration_error
 def extract(table: str, data_interval_start=None, data_interval_end=None, outlet_events=None) -> dict:
-    from airflow.sdk.exceptions import AirflowFailException
-
     from ctpipe.ingest import extract_table
     from ctpipe.lake import Interval
-    from ctpipe.source import SourceConfigError
 
-    try:
-        extraction = extract_table(table, Interval(data_interval_start, data_interval_end))
-    except SourceConfigError as error:  # a wrong connection stays wrong; an unreachable server is retried
-        raise AirflowFailException(str(error)) from error
+    extraction = extract_table(table, Interval(data_interval_start, data_interval_end))
     outlet_events[RAW[table]].extra = extraction
     return extraction
 
 
 @task
+@fail_fast_on_configuration_error
 def validate(extraction: dict, outlet_events=None) -> dict:
     from airflow.sdk.exceptions import AirflowFailException
 

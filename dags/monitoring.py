@@ -17,7 +17,13 @@ from __future__ import annotations
 
 from airflow.sdk import Asset, Param, dag, task
 
-from ctpipe.dag_policy import DEFAULT_ARGS, RETRAIN_REQUEST, START_DATE, asset_event_extras
+from ctpipe.dag_policy import (
+    DEFAULT_ARGS,
+    RETRAIN_REQUEST,
+    START_DATE,
+    asset_event_extras,
+    fail_fast_on_configuration_error,
+)
 from ctpipe.datasets import get_dataset
 
 DATASET = get_dataset()
@@ -26,6 +32,7 @@ RETRAIN = Asset(RETRAIN_REQUEST)
 
 
 @task
+@fail_fast_on_configuration_error
 def check_drift(params=None, triggering_asset_events=None) -> dict:
     from ctpipe.monitoring import check, interval_to_check
 

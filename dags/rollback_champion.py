@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from ctpipe.dag_policy import DEFAULT_ARGS, START_DATE
+from ctpipe.dag_policy import DEFAULT_ARGS, START_DATE, fail_fast_on_configuration_error
 from ctpipe.datasets import get_dataset
 
 DATASET = get_dataset()
 
 
 @task
+@fail_fast_on_configuration_error
 def restore_previous_champion() -> dict:
     from ctpipe.registry import rollback
 

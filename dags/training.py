@@ -28,7 +28,13 @@ from datetime import timedelta
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Asset, Param, dag, task
 
-from ctpipe.dag_policy import DEFAULT_ARGS, RETRAIN_REQUEST, START_DATE, asset_event_extras
+from ctpipe.dag_policy import (
+    DEFAULT_ARGS,
+    RETRAIN_REQUEST,
+    START_DATE,
+    asset_event_extras,
+    fail_fast_on_configuration_error,
+)
 from ctpipe.datasets import get_dataset
 from ctpipe.training_launch import backend, pod_operator, run_locally
 
@@ -36,6 +42,7 @@ DATASET = get_dataset()
 
 
 @task
+@fail_fast_on_configuration_error
 def plan_training(params=None, triggering_asset_events=None, dag_run=None) -> dict:
     from ctpipe.training_launch import make_plan
 
@@ -44,11 +51,13 @@ def plan_training(params=None, triggering_asset_events=None, dag_run=None) -> di
 
 
 @task(task_id="train_model")
+@fail_fast_on_configuration_error
 def train_locally(plan: dict) -> dict:
     return run_locally(plan)
 
 
 @task
+@fail_fast_on_configuration_error
 def register_model(result: dict, plan: dict) -> dict:
     from ctpipe.registry import register_challenger
 
@@ -56,6 +65,7 @@ def register_model(result: dict, plan: dict) -> dict:
 
 
 @task
+@fail_fast_on_configuration_error
 def evaluate_models(registered: dict, plan: dict) -> dict:
     from ctpipe.registry import review
 
@@ -70,6 +80,7 @@ def route(review: dict, plan: dict) -> str:
 
 
 @task(trigger_rule="none_failed_min_one_success")
+@fail_fast_on_configuration_error
 def promote_champion(review: dict, plan: dict, dag_run=None) -> dict:
     from ctpipe.registry import promote
 

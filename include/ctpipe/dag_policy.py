@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+from ctpipe.settings import ConfigurationError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def start_date_from_env(default: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> datetime:
@@ -19,7 +25,7 @@ def start_date_from_env(default: datetime = datetime(2026, 1, 1, tzinfo=UTC)) ->
     try:
         value = datetime.fromisoformat(raw)
     except ValueError:
-        raise ValueError(f"CTPIPE_START_DATE must be an ISO date like 2026-01-01, got {raw!r}") from None
+        raise ConfigurationError(f"CTPIPE_START_DATE must be an ISO date like 2026-01-01, got {raw!r}") from None
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
@@ -54,3 +60,21 @@ RETRAIN_REQUEST = "retrain_request"
 def asset_event_extras(triggering_asset_events: Any) -> list[dict[str, Any]]:
     """The ``extra`` of every asset event that triggered a run (none for a manual run)."""
     return [event.extra for events in (triggering_asset_events or {}).values() for event in events]
+
+
+def fail_fast_on_configuration_error(function: F) -> F:
+    """Make a task fail at once, without its retries, on a ``ConfigurationError``: a wrong setting stays wrong.
+
+    An unreachable service is another matter: it may come back, so those errors keep the retries.
+    """
+
+    @functools.wraps(function)
+    def task(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except ConfigurationError as error:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{type(error).__name__}: {error}") from error
+
+    return task  # type: ignore[return-value]

@@ -4,7 +4,7 @@ The feature repo (``feature_repo/``) holds the declarations; this module is
 how the pipeline and its users reach them. ``load_store`` fills in the
 embedded defaults of the variables that ``feature_store.yaml`` reads, without
 overriding what the environment already says, and checks what it says: a
-malformed value is a ``ValueError`` naming the variable, and a Redis online
+malformed value is a ``ConfigurationError`` naming the variable, and a Redis online
 store that does not answer is one ``ServiceUnavailableError`` at once, not a
 retried connection failure deep inside Feast.
 
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctpipe.lake import Interval
-from ctpipe.settings import FEATURE_REPO, Settings
+from ctpipe.settings import FEATURE_REPO, ConfigurationError, Settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,7 +50,7 @@ class ServiceUnavailableError(RuntimeError):
 
 
 def store_config(name: str, raw: str) -> dict[str, Any]:
-    """The mapping a store variable holds, as ``feature_store.yaml`` will read it; ``ValueError`` if malformed."""
+    """The mapping a store variable holds, as ``feature_store.yaml`` reads it; ``ConfigurationError`` if malformed."""
     import yaml
 
     key, example = STORE_VARIABLES[name]
@@ -60,11 +60,11 @@ def store_config(name: str, raw: str) -> dict[str, Any]:
         parsed = yaml.safe_load(f"value: {raw}")["value"]
     except yaml.YAMLError as error:
         reason = str(error).splitlines()[0]
-        raise ValueError(
+        raise ConfigurationError(
             f"{expected}; got {_redacted(raw)}, which does not parse as YAML in feature_store.yaml ({reason})"
         ) from None
     if not isinstance(parsed, dict) or not parsed.get(key):
-        raise ValueError(f"{expected}; got {_redacted(raw)}")
+        raise ConfigurationError(f"{expected}; got {_redacted(raw)}")
     return parsed
 
 
@@ -75,18 +75,20 @@ def _redacted(raw: str) -> str:
 
 
 def check_feast_environment(values: Mapping[str, str]) -> None:
-    """Raise ``ValueError``, naming the variable, for a value Feast would reject with a deep stack."""
+    """Raise ``ConfigurationError``, naming the variable, for a value Feast would reject with a deep stack."""
     configs = {name: store_config(name, values[name]) for name in STORE_VARIABLES if name in values}
     project = values.get(PROJECT_VARIABLE)
     if project is not None:
         # Feast's rule, plus SQLite's: the project names its tables there.
         if not re.fullmatch(r"[^\W_][\w-]*", project):
-            raise ValueError(
+            raise ConfigurationError(
                 f"{PROJECT_VARIABLE} must be letters, digits, underscores and hyphens, not starting with "
                 f"an underscore or hyphen; got {project!r}"
             )
         if "-" in project and configs.get(ONLINE_STORE_VARIABLE, {}).get("type") == "sqlite":
-            raise ValueError(f"{PROJECT_VARIABLE} cannot contain hyphens with a SQLite online store; got {project!r}")
+            raise ConfigurationError(
+                f"{PROJECT_VARIABLE} cannot contain hyphens with a SQLite online store; got {project!r}"
+            )
     online = configs.get(ONLINE_STORE_VARIABLE)
     if online is not None and online.get("type") == "redis":
         redis_nodes(online)
@@ -118,13 +120,15 @@ def redis_nodes(online_store: Mapping[str, Any]) -> tuple[list[tuple[str, int]],
             continue
         host, _, port = part.partition(":")
         if not host or not port.isdigit():
-            raise ValueError(
+            raise ConfigurationError(
                 f"{ONLINE_STORE_VARIABLE}: connection_string must be host:port[,name=value...], "
                 f"got {_redacted(connection)}"
             )
         nodes.append((host, int(port)))
     if not nodes:
-        raise ValueError(f"{ONLINE_STORE_VARIABLE}: connection_string names no host:port, got {_redacted(connection)}")
+        raise ConfigurationError(
+            f"{ONLINE_STORE_VARIABLE}: connection_string names no host:port, got {_redacted(connection)}"
+        )
     return nodes, params
 
 

@@ -18,6 +18,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FEATURE_REPO = Path(os.environ.get("CTPIPE_FEATURE_REPO") or PROJECT_ROOT / "feature_repo")
 
 
+class ConfigurationError(ValueError):
+    """A setting is missing or malformed: a deployment mistake that no retry fixes.
+
+    Each stage raises a subclass naming the setting; the DAGs fail such a task at once
+    instead of retrying it (``ctpipe.dag_policy.fail_fast_on_configuration_error``).
+    """
+
+
 def _env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":

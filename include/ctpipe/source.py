@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ctpipe.datasets.spec import ColumnType, DatasetSpec, TableSpec
+from ctpipe.settings import ConfigurationError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,7 +56,7 @@ def write_source(
                 conn.execute(tables[name].insert(), records[i : i + batch_rows])
 
 
-class SourceConfigError(ValueError):
+class SourceConfigError(ConfigurationError):
     """The source connection is missing or malformed: a deployment mistake that no retry fixes."""
 
 
@@ -68,6 +69,32 @@ CONNECT_TIMEOUT = 10
 # Dialects whose drivers take ``connect_timeout`` (libpq's default waits 130 s, the OS's even longer).
 _TIMEOUT_DIALECTS = ("postgresql", "mysql")
 _EXAMPLE_URI = "postgresql://user:password@host:5432/database"
+# libpq connection parameters a postgres connection may carry in its extras.
+LIBPQ_OPTIONS = frozenset(
+    {
+        "application_name",
+        "channel_binding",
+        "gssencmode",
+        "keepalives",
+        "keepalives_count",
+        "keepalives_idle",
+        "keepalives_interval",
+        "krbsrvname",
+        "options",
+        "passfile",
+        "service",
+        "sslcert",
+        "sslcompression",
+        "sslcrl",
+        "sslkey",
+        "sslmode",
+        "sslnegotiation",
+        "sslpassword",
+        "sslrootcert",
+        "target_session_attrs",
+        "tcp_user_timeout",
+    }
+)
 
 
 def connection_variable(conn_id: str) -> str:
@@ -114,7 +141,12 @@ def engine_for_connection(conn_id: str) -> sa.Engine:
     except (sa.exc.ArgumentError, TypeError, ValueError) as error:
         raise SourceConfigError(f"source connection {conn_id!r} is not a usable database URL: {error}") from None
     if engine.dialect.name in _TIMEOUT_DIALECTS:
-        _limit_connect_time(engine, connection.extra_dejson.get("connect_timeout", CONNECT_TIMEOUT))
+        options = {"connect_timeout": connection.extra_dejson.get("connect_timeout", CONNECT_TIMEOUT)}
+        if engine.dialect.name == "postgresql":
+            # The hook's SQLAlchemy URL drops the connection's libpq extras (sslmode, sslrootcert...):
+            # pass them to the driver as the hook's own get_conn() does.
+            options.update({k: v for k, v in connection.extra_dejson.items() if k in LIBPQ_OPTIONS})
+        _add_connect_options(engine, options)
     try:
         _check_connects(engine, conn_id, connection.password)
     except Exception:
@@ -173,10 +205,11 @@ def _definition(conn_id: str) -> str:
     return variable if os.environ.get(variable) else "its definition in the Airflow secrets backend"
 
 
-def _limit_connect_time(engine: sa.Engine, seconds: Any) -> None:
+def _add_connect_options(engine: sa.Engine, options: dict[str, Any]) -> None:
     @sa.event.listens_for(engine, "do_connect")
-    def connect_timeout(dialect, connection_record, cargs, cparams) -> None:
-        cparams.setdefault("connect_timeout", seconds)  # a value in the URL's query wins
+    def connect_options(dialect, connection_record, cargs, cparams) -> None:
+        for name, value in options.items():
+            cparams.setdefault(name, value)  # a value in the URL's query wins
 
 
 def _check_connects(engine: sa.Engine, conn_id: str, password: str | None) -> None:

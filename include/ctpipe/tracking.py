@@ -17,7 +17,7 @@ from importlib.metadata import entry_points
 from urllib.parse import urlsplit
 
 from ctpipe.datasets import get_dataset
-from ctpipe.settings import Settings
+from ctpipe.settings import ConfigurationError, Settings
 
 VARIABLE = "MLFLOW_TRACKING_URI"
 # Seconds to wait for a tracking server to connect, then to answer its health check.
@@ -38,7 +38,7 @@ BUILTIN_SCHEMES = {
 _EXAMPLES = "a tracking server is http(s)://host:port, a local store sqlite:///path/to/mlflow.db"
 
 
-class TrackingConfigError(ValueError):
+class TrackingConfigError(ConfigurationError):
     """``MLFLOW_TRACKING_URI`` is not a URI MLflow can use: a deployment mistake that no retry fixes."""
 
 
@@ -46,8 +46,8 @@ class TrackingUnavailableError(RuntimeError):
     """The MLflow tracking server (or the database MLflow tracks in) does not answer."""
 
 
-class TrackingAuthError(PermissionError):
-    """The tracking server answers but refuses these credentials (or their absence)."""
+class TrackingAuthError(ConfigurationError):
+    """The tracking server answers but refuses these credentials (or their absence): fix the settings."""
 
 
 def experiment_name(kind: str = "training") -> str:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ctpipe.settings import ConfigurationError
+
 TASK_ID = "train_model"
 PLAN_TEMPLATE = "{{ ti.xcom_pull(task_ids='plan_training') | tojson }}"
 # What the pod needs to reach the same stores as the scheduler's workers. A value that carries a
@@ -92,7 +94,7 @@ def forwarded_env(secret: str | None) -> dict[str, str]:
     values = {name: os.environ[name] for name in FORWARDED_ENV if os.environ.get(name)}
     with_credentials = sorted(name for name, value in values.items() if CREDENTIAL.search(value))
     if with_credentials and not secret:
-        raise ValueError(
+        raise ConfigurationError(
             f"{', '.join(with_credentials)} carry credentials, which are never written into a pod spec: "
             "put them in a Kubernetes Secret and name it in CTPIPE_TRAINING_SECRET (its keys become the pod's env)"
         )
@@ -102,7 +104,7 @@ def forwarded_env(secret: str | None) -> dict[str, str]:
 def backend() -> str:
     chosen = os.environ.get("CTPIPE_TRAINING_BACKEND", "local")
     if chosen not in ("local", "kubernetes"):
-        raise ValueError(f"CTPIPE_TRAINING_BACKEND must be 'local' or 'kubernetes', got {chosen!r}")
+        raise ConfigurationError(f"CTPIPE_TRAINING_BACKEND must be 'local' or 'kubernetes', got {chosen!r}")
     return chosen
 
 

@@ -163,3 +163,24 @@ def test_a_schema_change_fails_the_run_with_a_clear_error(tmp_path, airflow_db, 
             .first()
         )
         assert failed.state == "failed" and failed.try_number == 1  # bad data is not retried
+
+
+def test_a_malformed_source_connection_fails_once_with_a_clear_error(tmp_path, airflow_db, monkeypatch):
+    """A wrong setting stays wrong: the task fails on its first try, naming the connection."""
+    use_state(monkeypatch, tmp_path)
+    monkeypatch.setenv("AIRFLOW_CONN_CTPIPE_SOURCE", '{"conn_type": "bogus", "host": "x"}')
+    dags = load_dags()
+    with pytest.raises(RunFailed, match="extract_lab_samples"):
+        run_dag(dags["ingest"], DAYS[1].end)
+
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        failed = (
+            session.query(TaskInstance)
+            .filter(TaskInstance.dag_id == "ingest", TaskInstance.task_id == "extract_lab_samples")
+            .order_by(TaskInstance.start_date.desc())
+            .first()
+        )
+        assert failed.state == "failed" and failed.try_number == 1 and failed.max_tries == 2

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import sqlalchemy as sa
 
 from ctpipe import source
 from ctpipe.source import SourceConfigError, SourceUnavailableError, engine_for_connection
@@ -268,3 +269,22 @@ def test_hide_password_hides_only_the_password():
     assert hide_password("http://user:p@ss:w@host:5000/x") == "http://user:***@host:5000/x"
     assert hide_password("http://host:5000") == "http://host:5000"
     assert hide_password("sqlite:///state/mlflow.db") == "sqlite:///state/mlflow.db"
+
+
+@pytest.mark.services
+def test_the_connections_libpq_extras_reach_the_server(monkeypatch):
+    """sslmode, application_name and the like are honoured, as the postgres hook's own get_conn() does."""
+    url = postgres_admin_url()
+    connection = {
+        "conn_type": "postgres",
+        "host": url.host or "127.0.0.1",
+        "port": url.port or 5432,
+        "login": url.username,
+        "schema": url.database,
+        "extra": {"application_name": "ctpipe-extract-check", "connect_timeout": 7},
+    }
+    monkeypatch.setenv(CONN_VARIABLE, json.dumps(connection))
+    engine = engine_for_connection(CONN_ID)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SHOW application_name")).scalar() == "ctpipe-extract-check"
+    engine.dispose()
