@@ -152,17 +152,8 @@ def test_a_schema_change_fails_the_run_with_a_clear_error(tmp_path, airflow_db, 
     assert not Lake(settings.lake_dir).partition("validated", DATASET.events.name, DAYS[0]).exists()
     assert report(settings, DATASET.labels.name, DAYS[0])["status"] == "passed"  # the other table is fine
 
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        failed = (
-            session.query(TaskInstance)
-            .filter(TaskInstance.dag_id == "ingest", TaskInstance.task_id == "validate_lab_samples")
-            .order_by(TaskInstance.start_date.desc())
-            .first()
-        )
-        assert failed.state == "failed" and failed.try_number == 1  # bad data is not retried
+    failed = latest_task_instance("ingest", "validate_lab_samples")
+    assert failed.state == "failed" and failed.try_number == 1  # bad data is not retried
 
 
 def test_a_malformed_source_connection_fails_once_with_a_clear_error(tmp_path, airflow_db, monkeypatch):
@@ -173,14 +164,20 @@ def test_a_malformed_source_connection_fails_once_with_a_clear_error(tmp_path, a
     with pytest.raises(RunFailed, match="extract_lab_samples"):
         run_dag(dags["ingest"], DAYS[1].end)
 
+    failed = latest_task_instance("ingest", "extract_lab_samples")
+    assert failed.state == "failed" and failed.try_number == 1 and failed.max_tries == 2
+
+
+def latest_task_instance(dag_id: str, task_id: str):
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        failed = (
+        found = (
             session.query(TaskInstance)
-            .filter(TaskInstance.dag_id == "ingest", TaskInstance.task_id == "extract_lab_samples")
+            .filter(TaskInstance.dag_id == dag_id, TaskInstance.task_id == task_id)
             .order_by(TaskInstance.start_date.desc())
             .first()
         )
-        assert failed.state == "failed" and failed.try_number == 1 and failed.max_tries == 2
+        session.expunge(found)
+        return found
