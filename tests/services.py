@@ -32,7 +32,8 @@ RUN_ID = uuid.uuid4().hex[:10]
 
 
 def services_required() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
+    """Under CI (``CI=true``, as CI systems set it; ``1`` and ``yes`` count too) the services must be there."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 def unavailable(message: str, how: str) -> None:
@@ -83,7 +84,7 @@ def redis_address() -> str:
     client = redis.Redis(host=host, port=int(port or 6379), socket_connect_timeout=5)
     try:
         client.ping()
-    except redis.exceptions.ConnectionError as error:
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
         unavailable(
             f"Redis is not reachable at {REDIS_ADDRESS}: {error}",
             "start it, or point CTPIPE_TEST_REDIS at one, to run the production-mode tests",

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctpipe.lake import Interval
-from ctpipe.settings import FEATURE_REPO, ConfigurationError, Settings
+from ctpipe.settings import FEATURE_REPO, ConfigurationError, Settings, hide_passwords
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,8 +70,7 @@ def store_config(name: str, raw: str) -> dict[str, Any]:
 
 def _redacted(raw: str) -> str:
     """``raw`` quoted for an error message, without the passwords a URL or a Redis parameter may hold."""
-    raw = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", raw)
-    return repr(re.sub(r"(password=)[^,}'\"\s]*", r"\1***", raw))
+    return repr(hide_passwords(raw))
 
 
 def check_feast_environment(values: Mapping[str, str]) -> None:

@@ -10,12 +10,23 @@ pass through here, they live in Airflow connections.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Where feature_repo/ is when the package is installed apart from the checkout (an image).
 FEATURE_REPO = Path(os.environ.get("CTPIPE_FEATURE_REPO") or PROJECT_ROOT / "feature_repo")
+
+
+def hide_passwords(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` and ``password=`` replaced by ``***``.
+
+    For messages that quote a setting; it works on malformed values too. A password may
+    hold ``/`` or an unescaped ``@``: everything up to the token's last ``@`` is hidden.
+    """
+    text = re.sub(r"(://[^/@:\s'\"]*:)[^\s'\",{}]*@", r"\1***@", text)
+    return re.sub(r"(password=)[^,}'\"\s]*", r"\1***", text, flags=re.IGNORECASE)
 
 
 class ConfigurationError(ValueError):

@@ -11,13 +11,12 @@ password in the URI hidden.
 from __future__ import annotations
 
 import os
-import re
 import socket
 from importlib.metadata import entry_points
 from urllib.parse import urlsplit
 
 from ctpipe.datasets import get_dataset
-from ctpipe.settings import ConfigurationError, Settings
+from ctpipe.settings import ConfigurationError, Settings, hide_passwords
 
 VARIABLE = "MLFLOW_TRACKING_URI"
 # Seconds to wait for a tracking server to connect, then to answer its health check.
@@ -55,18 +54,13 @@ def experiment_name(kind: str = "training") -> str:
     return f"ctpipe-{get_dataset().name}{suffix}"
 
 
-def hide_password(uri: str) -> str:
-    """``uri`` with the password of any ``user:password@`` replaced by ``***``; works on malformed values too."""
-    return re.sub(r"(://[^/@:]*):[^/]*@", r"\1:***@", uri)
-
-
 def check_tracking_uri(uri: str) -> None:
     """Raise ``TrackingConfigError`` unless ``uri`` is a URI MLflow has a tracking store for.
 
     A value without a scheme is refused too: MLflow would take it for a folder (``host:5000`` included)
     and use its file store, which MLflow 3 no longer accepts.
     """
-    shown = f"{VARIABLE}={hide_password(uri)!r}"
+    shown = f"{VARIABLE}={hide_passwords(uri)!r}"
     try:
         parts = urlsplit(uri)
         port = parts.port  # parsed lazily: a port that is not a number raises here
@@ -101,7 +95,7 @@ def check_tracking_server(uri: str) -> None:
     )
 
     url = uri.rstrip("/") + "/health"
-    shown = f"MLflow tracking server {VARIABLE}={hide_password(uri)!r}"
+    shown = f"MLflow tracking server {VARIABLE}={hide_passwords(uri)!r}"
     verify = False if MLFLOW_TRACKING_INSECURE_TLS.get() else (MLFLOW_TRACKING_SERVER_CERT_PATH.get() or True)
     try:
         response = requests.get(url, timeout=HEALTH_TIMEOUT, verify=verify, cert=MLFLOW_TRACKING_CLIENT_CERT_PATH.get())
@@ -120,7 +114,7 @@ def check_tracking_database(uri: str) -> None:
     """
     import sqlalchemy as sa
 
-    shown = f"MLflow tracking database {VARIABLE}={hide_password(uri)!r}"
+    shown = f"MLflow tracking database {VARIABLE}={hide_passwords(uri)!r}"
     try:
         url = sa.make_url(uri)
         timeout = url.get_backend_name() in ("postgresql", "mysql") and "connect_timeout" not in url.query
@@ -196,7 +190,7 @@ def configure(settings: Settings | None = None, kind: str = "training") -> str:
             raise
         user = os.environ.get("MLFLOW_TRACKING_USERNAME")
         raise TrackingAuthError(
-            f"MLflow tracking server {VARIABLE}={hide_password(uri)!r} refused the request ({status} "
+            f"MLflow tracking server {VARIABLE}={hide_passwords(uri)!r} refused the request ({status} "
             f"{'Unauthorized' if status == 401 else 'Forbidden'}) as "
             f"{f'user {user!r}' if user else 'an anonymous client'}: set MLFLOW_TRACKING_USERNAME and "
             "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) to a user of the server with access"

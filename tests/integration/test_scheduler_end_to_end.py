@@ -19,9 +19,13 @@ triggers ``training`` through the REST API with the trigger form's Params, and
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from ctpipe.datasets import get_dataset
 from ctpipe.datasets.lab_qc_generator import GeneratorConfig
@@ -29,6 +33,7 @@ from ctpipe.lake import Interval, Lake
 
 from ..conftest import REPORTS, free_port
 from ..services import (
+    RUN_ID,
     delete_redis_keys,
     feast_project,
     mlflow_server,
@@ -42,22 +47,48 @@ pytestmark = [pytest.mark.services, pytest.mark.integration]
 DATASET = get_dataset()
 DAYS = 7
 CANARY = "canary-Pw-7f3a9c1e"  # the source connection's password; trust auth ignores it, logs must too
-TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-FIRST = TODAY - timedelta(days=DAYS)
-INTERVALS = [Interval(FIRST + timedelta(days=i), FIRST + timedelta(days=i + 1)) for i in range(DAYS)]
 TRAINING_FORM = {"family": "sklearn", "days": 5, "holdout_days": 2, "max_iter": 60, "approval_mode": "auto"}
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory):
+def intervals() -> list[Interval]:
+    """The last DAYS complete daily intervals, fixed when the deployment starts: catchup runs exactly these."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = today - timedelta(days=DAYS)
+    return [Interval(first + timedelta(days=i), first + timedelta(days=i + 1)) for i in range(DAYS)]
+
+
+@contextmanager
+def source_reader(database_url: sa.URL, password: str) -> Iterator[str]:
+    """A login role of this run's own, with ``password``, that may read the tables created in the database."""
+    role = f"ctpipe_reader_{RUN_ID}"
+    assert re.fullmatch(r"[\w-]+", password)  # safe to write into the statement
+    engine = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'"))
+        conn.execute(sa.text(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {role}"))
+    try:
+        yield role
+    finally:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"DROP OWNED BY {role}"))
+            conn.execute(sa.text(f"DROP ROLE {role}"))
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory, intervals):
     """Every service and Airflow component for this module; all stopped and dropped afterwards."""
     from ctpipe.seed import seed
 
+    first = intervals[0].start
     root = tmp_path_factory.mktemp("production")
     project = feast_project("e2e")
     with (
         postgres_database("airflow") as metadata_url,
         postgres_database("source") as source_url,
+        # Ingestion logs in as a reader whose password is the canary.
+        source_reader(source_url, CANARY) as reader,
         postgres_database("feast") as feast_url,
         postgres_database("mlflow") as mlflow_url,
         mlflow_server(mlflow_url, root / "mlartifacts", free_port(), root / "mlflow.log") as tracking_uri,
@@ -66,20 +97,20 @@ def deployment(tmp_path_factory):
         redis = redis_address()
         seed(
             source_url.render_as_string(hide_password=False),
-            GeneratorConfig(start=FIRST.date(), days=DAYS, rows_per_day=150),
+            GeneratorConfig(start=first.date(), days=DAYS, rows_per_day=150),
         )
         source = {
             "conn_type": "postgres",
             "host": source_url.host,
             "port": source_url.port or 5432,
-            "login": source_url.username,
+            "login": reader,
             "password": CANARY,
             "schema": source_url.database,
         }
         ctpipe_env = {
             "AIRFLOW_CONN_CTPIPE_SOURCE": json.dumps(source),
             "CTPIPE_STATE_DIR": str(root / "state"),
-            "CTPIPE_START_DATE": FIRST.isoformat(),
+            "CTPIPE_START_DATE": first.isoformat(),
             "CTPIPE_FEAST_PROJECT": project,
             "CTPIPE_FEAST_REGISTRY": json.dumps(
                 {
@@ -106,13 +137,15 @@ def deployment(tmp_path_factory):
             stack.start()
             yield stack, root
         finally:
-            alive = stack.stop()
-            delete_redis_keys(project)
+            try:
+                alive = stack.stop()
+            finally:
+                delete_redis_keys(project)
             assert not alive, f"still running after stop: {alive}"
 
 
 @pytest.fixture(scope="module")
-def pipeline(deployment):
+def pipeline(deployment, intervals):
     """Catch up the seeded days on the scheduler, then train and retrain through the REST API."""
     stack, _ = deployment
     stack.wait_for_dags(["ingest", "features", "monitoring", "training"])
@@ -129,9 +162,14 @@ def pipeline(deployment):
     def materialized_to_end():
         events = stack.api("GET", "/assets/events", params={"source_dag_id": "features", "limit": 100})
         ends = [e["extra"].get("materialized", {}).get("end") for e in events["asset_events"]]
-        done = any(end and datetime.fromisoformat(end) >= INTERVALS[-1].end for end in ends)
+        done = any(end and datetime.fromisoformat(end) >= intervals[-1].end for end in ends)
         idle = all(r["state"] in ("success", "failed") for d in ("features", "monitoring") for r in stack.dag_runs(d))
-        return done and idle
+        # No asset event still waiting to become a run (monitoring's last one included).
+        waiting = sum(
+            stack.api("GET", f"/dags/{dag_id}/assets/queuedEvents")["total_entries"]
+            for dag_id in ("features", "monitoring")
+        )
+        return done and idle and not waiting
 
     stack.wait_until(materialized_to_end, "features materialized through the last interval", timeout=900)
 
@@ -139,7 +177,7 @@ def pipeline(deployment):
     trained = stack.wait_for_run("training", training_run, timeout=900)
 
     before = {r["dag_run_id"] for r in stack.dag_runs("training")}
-    monitoring_run = stack.trigger("monitoring", {"interval_end": INTERVALS[-1].end.isoformat(), "force_retrain": True})
+    monitoring_run = stack.trigger("monitoring", {"interval_end": intervals[-1].end.isoformat(), "force_retrain": True})
     monitored = stack.wait_for_run("monitoring", monitoring_run, timeout=900)
 
     def retrained():
@@ -159,25 +197,25 @@ def all_runs(stack: AirflowStack) -> list[tuple[str, dict]]:
     return [(d, r) for d in ("ingest", "features", "monitoring", "training") for r in stack.dag_runs(d)]
 
 
-def test_the_scheduler_catches_up_every_interval_through_ingest_and_features(deployment, pipeline):
+def test_the_scheduler_catches_up_every_interval_through_ingest_and_features(deployment, pipeline, intervals):
     stack, _ = deployment
     from ctpipe.settings import Settings
 
     settings = Settings.from_env()
     runs = {(r["data_interval_start"][:10], r["run_type"]): r["state"] for r in pipeline["ingest"]}
-    for interval in INTERVALS:
+    for interval in intervals:
         assert runs[(f"{interval.start:%Y-%m-%d}", "scheduled")] == "success", runs
     lake = Lake(settings.lake_dir)
     for table in DATASET.tables:
-        assert {i.key for i, _ in lake.partitions("validated", table.name)} >= {i.key for i in INTERVALS}
-        for interval in INTERVALS:
+        assert {i.key for i, _ in lake.partitions("validated", table.name)} >= {i.key for i in intervals}
+        for interval in intervals:
             report = json.loads((settings.reports_dir / "validation" / table.name / f"{interval.key}.json").read_text())
             assert report["rows_in"] == report["rows_passed"] + report["rows_quarantined"] > 0
     quarantined = sum(
         json.loads((settings.reports_dir / "validation" / DATASET.events.name / f"{i.key}.json").read_text())[
             "rows_quarantined"
         ]
-        for i in INTERVALS
+        for i in intervals
     )
     assert quarantined > 0  # the generator's broken rows were caught, not lost
     # Asset events chained the DAGs: features ran because of validated data, monitoring because of features.
@@ -190,7 +228,7 @@ def test_the_scheduler_catches_up_every_interval_through_ingest_and_features(dep
     assert len(validated) >= DAYS * len(DATASET.tables)
 
 
-def test_online_features_come_from_redis_and_match_the_offline_store(deployment, pipeline):
+def test_online_features_come_from_redis_and_match_the_offline_store(deployment, pipeline, intervals):
     import pandas as pd
 
     from ctpipe.feature_store import historical_features, load_store, online_features
@@ -199,7 +237,7 @@ def test_online_features_come_from_redis_and_match_the_offline_store(deployment,
     assert store.config.online_store.type == "redis" and store.config.registry.registry_type == "sql"
     labs = [f"LAB-{i:03d}" for i in range(1, 6)]
     online = pd.DataFrame(online_features(store, DATASET.feature_service, DATASET.entity, labs))
-    entity_rows = pd.DataFrame({DATASET.entity: labs, "event_timestamp": [INTERVALS[-1].end] * len(labs)})
+    entity_rows = pd.DataFrame({DATASET.entity: labs, "event_timestamp": [intervals[-1].end] * len(labs)})
     offline = historical_features(store, DATASET.feature_service, entity_rows).set_index(DATASET.entity).loc[labs]
     features = [a.name for a in DATASET.aggregates]
     assert online[features].notna().all().all()
@@ -238,7 +276,7 @@ def test_training_from_the_trigger_form_registers_and_promotes_on_the_mlflow_ser
     assert model.metadata.run_id == result["run_id"]
 
 
-def test_a_forced_retrain_request_triggers_training_through_its_asset(deployment, pipeline):
+def test_a_forced_retrain_request_triggers_training_through_its_asset(deployment, pipeline, intervals):
     from ctpipe.registry import client
 
     stack, _ = deployment
@@ -256,7 +294,7 @@ def test_a_forced_retrain_request_triggers_training_through_its_asset(deployment
     second = versions[1]
     # The request's reason (real drift, or "forced from the trigger form") travelled through the asset event.
     request = stack.xcom("monitoring", monitoring["dag_run_id"], "request_retraining")
-    assert second.tags["trigger"] == request["reason"] and request["cutoff"] == INTERVALS[-1].end.isoformat()
+    assert second.tags["trigger"] == request["reason"] and request["cutoff"] == intervals[-1].end.isoformat()
     assert second.tags["promotion_decision"] in ("promote", "keep_champion")
     assert second.tags["compared_with_version"] == "1"
     assert "**Decision:" in second.description

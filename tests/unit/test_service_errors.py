@@ -23,13 +23,13 @@ import pytest
 import sqlalchemy as sa
 
 from ctpipe import source
+from ctpipe.settings import hide_passwords
 from ctpipe.source import SourceConfigError, SourceUnavailableError, engine_for_connection
 from ctpipe.tracking import (
     TrackingConfigError,
     TrackingUnavailableError,
     check_tracking_server,
     configure,
-    hide_password,
 )
 
 from ..conftest import ROOT, free_port
@@ -217,7 +217,7 @@ def test_the_extract_task_fails_a_bad_connection_without_retry_and_retries_a_dea
 def test_a_malformed_tracking_uri_names_the_variable(monkeypatch, state_dir, uri, reason):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     message = raises_fast(TrackingConfigError, configure)
-    assert message.startswith(f"MLFLOW_TRACKING_URI={hide_password(uri)!r} {reason}")
+    assert message.startswith(f"MLFLOW_TRACKING_URI={hide_passwords(uri)!r} {reason}")
 
 
 def test_a_dead_tracking_server_fails_fast_with_one_message(monkeypatch, state_dir):
@@ -265,10 +265,15 @@ def test_a_dead_tracking_database_fails_fast(monkeypatch, state_dir):
     assert "Connection refused" in message
 
 
-def test_hide_password_hides_only_the_password():
-    assert hide_password("http://user:p@ss:w@host:5000/x") == "http://user:***@host:5000/x"
-    assert hide_password("http://host:5000") == "http://host:5000"
-    assert hide_password("sqlite:///state/mlflow.db") == "sqlite:///state/mlflow.db"
+def test_hide_passwords_hides_only_the_passwords():
+    assert hide_passwords("http://user:p@ss:w@host:5000/x") == "http://user:***@host:5000/x"
+    assert hide_passwords("postgresql://user:pa/ss@db:5432/x") == "postgresql://user:***@db:5432/x"
+    assert hide_passwords("http://host:5000") == "http://host:5000"
+    assert hide_passwords("sqlite:///state/mlflow.db") == "sqlite:///state/mlflow.db"
+    assert (
+        hide_passwords("{path: 'postgresql://f:s3cr3t@db/feast', connection_string: 'redis:6379,password=r3d1s'}")
+        == "{path: 'postgresql://f:***@db/feast', connection_string: 'redis:6379,password=***'}"
+    )
 
 
 @pytest.mark.services
