@@ -3,8 +3,8 @@
 Nothing here touches the disk or the network; call ``Settings.from_env()`` at
 task time. Every value has a default that works on a laptop with no services,
 rooted in one state folder (``<repo>/state`` unless ``CTPIPE_STATE_DIR`` says
-otherwise). Production overrides them through the environment; secrets never
-pass through here, they live in Airflow connections.
+otherwise). Production overrides them through the environment (secret-bearing values
+filled from a secret store); messages quote settings only through ``hide_passwords``.
 """
 
 from __future__ import annotations
