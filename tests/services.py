@@ -156,15 +156,25 @@ def stop(process: subprocess.Popen, grace: float = 20) -> None:
 
 
 @contextmanager
-def mlflow_server(backend_url: sa.URL, artifacts: Path, port: int, log: Path) -> Iterator[str]:
-    """``mlflow server`` on a PostgreSQL backend store with served artifacts; yields its http URL."""
+def mlflow_server(
+    backend: sa.URL | str,
+    artifacts: Path,
+    port: int,
+    log: Path,
+    extra_args: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """``mlflow server`` on a backend store (PostgreSQL here) with served artifacts; yields its http URL."""
     artifacts.mkdir(parents=True, exist_ok=True)
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
+    if isinstance(backend, sa.URL):
+        backend = backend.render_as_string(hide_password=False)
     argv = [
         mlflow,
         "server",
+        *extra_args,
         "--backend-store-uri",
-        backend_url.render_as_string(hide_password=False),
+        backend,
         "--serve-artifacts",
         "--artifacts-destination",
         artifacts.as_uri(),
@@ -175,7 +185,7 @@ def mlflow_server(backend_url: sa.URL, artifacts: Path, port: int, log: Path) ->
         "--workers",
         "1",
     ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")} | (extra_env or {})
     with open(log, "w") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

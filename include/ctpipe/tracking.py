@@ -54,8 +54,10 @@ def experiment_name(kind: str = "training") -> str:
     return f"ctpipe-{get_dataset().name}{suffix}"
 
 
-def check_tracking_uri(uri: str) -> None:
-    """Raise ``TrackingConfigError`` unless ``uri`` is a URI MLflow has a tracking store for.
+def check_tracking_uri(uri: str) -> str:
+    """The scheme of ``uri`` without its driver (``postgresql+psycopg`` -> ``postgresql``).
+
+    Raises ``TrackingConfigError`` unless ``uri`` is a URI MLflow has a tracking store for.
 
     A value without a scheme is refused too: MLflow would take it for a folder (``host:5000`` included)
     and use its file store, which MLflow 3 no longer accepts.
@@ -71,9 +73,9 @@ def check_tracking_uri(uri: str) -> None:
         raise TrackingConfigError(f"{shown} is not a URI, it has no scheme; {_EXAMPLES}")
     if scheme.split("+", 1)[0] not in BUILTIN_SCHEMES and scheme not in _plugin_schemes():
         raise TrackingConfigError(f"{shown} has a scheme MLflow does not support ({scheme!r}); {_EXAMPLES}")
-    if scheme in ("http", "https"):
-        if not parts.hostname or port == 0:
-            raise TrackingConfigError(f"{shown} names no host and port to reach; {_EXAMPLES}")
+    if scheme in ("http", "https") and (not parts.hostname or port == 0):
+        raise TrackingConfigError(f"{shown} names no host and port to reach; {_EXAMPLES}")
+    return scheme.split("+", 1)[0]
 
 
 def _plugin_schemes() -> set[str]:
@@ -170,8 +172,7 @@ def configure(settings: Settings | None = None, kind: str = "training") -> str:
     if uri.startswith("sqlite:///"):
         (settings.state_dir / "mlflow").mkdir(parents=True, exist_ok=True)
     else:
-        check_tracking_uri(uri)
-        scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
+        scheme = check_tracking_uri(uri)
         if scheme in ("http", "https"):
             check_tracking_server(uri)
         elif scheme in ("postgresql", "mysql", "mssql"):

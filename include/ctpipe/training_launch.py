@@ -115,8 +115,12 @@ def pod_operator(settings: PodSettings | None = None, **task_kwargs: Any) -> Any
     from kubernetes.client import models as k8s
 
     settings = settings or PodSettings.from_env()
-    # The lake lives on the claim, at the path the pod is told.
-    pod_env = {**settings.env, "CTPIPE_STATE_DIR": settings.state_mount} if settings.state_claim else settings.env
+    pod_env, volumes, mounts = settings.env, [], []
+    if settings.state_claim:  # the lake lives on the claim, at the path the pod is told
+        pod_env = {**settings.env, "CTPIPE_STATE_DIR": settings.state_mount}
+        claim = k8s.V1PersistentVolumeClaimVolumeSource(claim_name=settings.state_claim)
+        volumes = [k8s.V1Volume(name="ctpipe-state", persistent_volume_claim=claim)]
+        mounts = [k8s.V1VolumeMount(name="ctpipe-state", mount_path=settings.state_mount)]
     limits = {"cpu": settings.cpu, "memory": settings.memory}
     if settings.gpus:
         limits["nvidia.com/gpu"] = str(settings.gpus)
@@ -131,17 +135,8 @@ def pod_operator(settings: PodSettings | None = None, **task_kwargs: Any) -> Any
         arguments=["--plan", PLAN_TEMPLATE, "--result-path", "/airflow/xcom/return.json"],
         env_vars=[k8s.V1EnvVar(name=k, value=v) for k, v in sorted(pod_env.items())],
         secrets=[Secret("env", None, settings.secret)] if settings.secret else [],
-        volumes=[
-            k8s.V1Volume(
-                name="ctpipe-state",
-                persistent_volume_claim=k8s.V1PersistentVolumeClaimVolumeSource(claim_name=settings.state_claim),
-            )
-        ]
-        if settings.state_claim
-        else [],
-        volume_mounts=[k8s.V1VolumeMount(name="ctpipe-state", mount_path=settings.state_mount)]
-        if settings.state_claim
-        else [],
+        volumes=volumes,
+        volume_mounts=mounts,
         container_resources=k8s.V1ResourceRequirements(
             requests={"cpu": settings.cpu, "memory": settings.memory}, limits=limits
         ),

@@ -121,10 +121,8 @@ class AirflowStack:
         response.raise_for_status()
         return response.json()["access_token"]
 
-    def request(
-        self, method: str, path: str, headers: dict[str, str] | None = None, **kwargs: Any
-    ) -> requests.Response:
-        headers = {"Authorization": f"Bearer {self.token}", **(headers or {})}
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.token}"}
         return requests.request(method, f"{self.url}/api/v2{path}", headers=headers, timeout=60, **kwargs)
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
@@ -158,16 +156,14 @@ class AirflowStack:
         return run["dag_run_id"]
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_alive()
+        def finished() -> dict[str, Any] | None:
             run = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
-            if run["state"] in FINISHED:
-                return run
-            time.sleep(2)
-        raise TimeoutError(
-            f"{dag_id} run {run_id} did not finish within {timeout:.0f}s; {self.task_states(dag_id, run_id)}"
-        )
+            return run if run["state"] in FINISHED else None
+
+        try:
+            return self.wait_until(finished, f"{dag_id} run {run_id} finishing", timeout, poll=2)
+        except TimeoutError as error:
+            raise TimeoutError(f"{error}; {self.task_states(dag_id, run_id)}") from None
 
     def wait_until(self, condition, what: str, timeout: float, poll: float = 3) -> Any:
         deadline = time.monotonic() + timeout
@@ -200,12 +196,3 @@ class AirflowStack:
             except ValueError:
                 return value  # a plain string XCom
         return value
-
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        response = self.request(
-            "GET",
-            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-            params={"full_content": "true"},
-            headers={"Accept": "text/plain"},
-        )
-        return response.text

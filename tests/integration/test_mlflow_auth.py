@@ -7,16 +7,10 @@ password, it fails with one error that says which variables to set.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from ..conftest import free_port
-from ..services import stop, wait_for_http
+from ..services import mlflow_server
 
 ADMIN_PASSWORD = "admin-Pw-31d7e0"
 PIPELINE_PASSWORD = "pipeline-Pw-92ab4c"
@@ -33,28 +27,19 @@ def auth_server(tmp_path_factory):
         "admin_username = admin\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(
-        {
-            "MLFLOW_AUTH_CONFIG_PATH": str(config),
-            "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-secret",
-        }
-    )
-    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    argv = [
-        mlflow, "server", "--app-name", "basic-auth",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--serve-artifacts", "--artifacts-destination", (root / "artifacts").as_uri(),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
-    log = root / "server.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/health", process, timeout=120, log=log)
+    auth = {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_AUTH_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-only-secret",
+    }
+    with mlflow_server(
+        f"sqlite:///{root / 'mlflow.db'}",
+        root / "artifacts",
+        free_port(),
+        root / "server.log",
+        extra_args=("--app-name", "basic-auth"),
+        extra_env=auth,
+    ) as url:
         with pytest.MonkeyPatch.context() as admin:
             admin.setenv("MLFLOW_TRACKING_USERNAME", "admin")
             admin.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN_PASSWORD)
@@ -62,8 +47,6 @@ def auth_server(tmp_path_factory):
 
             get_app_client("basic-auth", tracking_uri=url).create_user("ctpipe", PIPELINE_PASSWORD)
         yield url
-    finally:
-        stop(process)
 
 
 def test_the_pipeline_user_tracks_runs_through_the_authenticated_server(auth_server, monkeypatch, state_dir):

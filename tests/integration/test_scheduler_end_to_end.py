@@ -355,7 +355,8 @@ def test_scheduler_overhead_is_measured(deployment, pipeline, request):
     stack, _ = deployment
     tasks, task_seconds, run_seconds, idle_seconds, start_delays = 0, 0.0, 0.0, 0.0, []
     first_start, last_end = None, None
-    for dag_id, run in all_runs(stack):
+    runs = all_runs(stack)
+    for dag_id, run in runs:
         start, end = datetime.fromisoformat(run["start_date"]), datetime.fromisoformat(run["end_date"])
         first_start, last_end = min(first_start or start, start), max(last_end or end, end)
         ran = [
@@ -375,7 +376,7 @@ def test_scheduler_overhead_is_measured(deployment, pipeline, request):
         ]
     assert tasks >= 60 and task_seconds > 0 and idle_seconds > 0
     summary = {
-        "dag_runs": len(all_runs(stack)),
+        "dag_runs": len(runs),
         "tasks": tasks,
         "wall_s_first_run_start_to_last_run_end": round((last_end - first_start).total_seconds(), 1),
         "sum_run_wall_s": round(run_seconds, 1),
