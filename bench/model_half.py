@@ -14,38 +14,34 @@ import json
 import time
 from datetime import datetime, timedelta
 
-from ctpipe.datasets import get_dataset
-from ctpipe.lake import Interval
+from ctpipe.records import Interval, TrainingPlan
 from ctpipe.settings import Settings
 from ctpipe.training import train
-from ctpipe.training_set import TrainingSetSpec
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cutoff", default="2026-02-26T00:00:00+00:00")
-    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--days", type=int, default=TrainingPlan.days)
     args = parser.parse_args()
-    if not (Settings.from_env().state_dir / "mlflow").exists():
+    if not Settings.from_env().mlflow_dir.exists():
         raise SystemExit("no MLflow state: run `make run` first")
 
-    dataset = get_dataset()
-    spec = TrainingSetSpec(dataset.name, dataset.feature_service, args.cutoff, args.days, 4)
     result: dict = {"training": {}, "drift_check_seconds": []}
     for family in ("sklearn", "torch"):
         started = time.perf_counter()
-        outcome = train(family, spec, {})
+        outcome = train(TrainingPlan(cutoff=datetime.fromisoformat(args.cutoff), family=family, days=args.days))
         result["training"][family] = {
-            "fit_seconds": outcome["train_seconds"],
+            "fit_seconds": outcome.train_seconds,
             "entrypoint_seconds": round(time.perf_counter() - started, 2),  # set building and logging included
-            "roc_auc": round(outcome["metrics"]["roc_auc"], 4),
+            "roc_auc": round(outcome.metrics["roc_auc"], 4),
         }
 
     from ctpipe.monitoring import check
 
     end = datetime.fromisoformat(args.cutoff)
     for offset in (2, 1, 0):
-        interval = Interval(end - timedelta(days=offset + 1), end - timedelta(days=offset))
+        interval = Interval.ending(end - timedelta(days=offset))
         started = time.perf_counter()
         check(interval)
         result["drift_check_seconds"].append(round(time.perf_counter() - started, 2))

@@ -24,15 +24,14 @@ from __future__ import annotations
 from airflow.sdk import Asset, AssetAll, Param, dag, task
 
 from ctpipe.dag_policy import (
+    DATASET,
     DEFAULT_ARGS,
     START_DATE,
     asset_event_extras,
     fail_fast_on_configuration_error,
     validated_asset,
 )
-from ctpipe.datasets import get_dataset
 
-DATASET = get_dataset()
 VALIDATED = [Asset(validated_asset(t.name)) for t in DATASET.tables]
 FEATURES = Asset(DATASET.feature_view)
 
@@ -41,25 +40,28 @@ FEATURES = Asset(DATASET.feature_view)
 @fail_fast_on_configuration_error
 def resolve_intervals(params=None, triggering_asset_events=None) -> list[dict]:
     from ctpipe.features import intervals_for_run
+    from ctpipe.records import ValidationOutcome
 
-    extras = asset_event_extras(triggering_asset_events)
-    return intervals_for_run(params.get("interval_start"), params.get("interval_end"), extras)
+    validated = [ValidationOutcome.from_dict(extra) for extra in asset_event_extras(triggering_asset_events)]
+    return [i.to_dict() for i in intervals_for_run(params.get("interval_start"), params.get("interval_end"), validated)]
 
 
 @task(max_active_tis_per_dagrun=2)
 @fail_fast_on_configuration_error
 def build_features(interval: dict) -> dict:
     from ctpipe.features import build_interval_features
+    from ctpipe.records import Interval
 
-    return build_interval_features(interval)
+    return build_interval_features(Interval.from_dict(interval)).to_dict()
 
 
 @task(outlets=[FEATURES])
 @fail_fast_on_configuration_error
 def materialize(intervals: list[dict], outlet_events=None) -> dict:
     from ctpipe.feature_store import publish_online
+    from ctpipe.records import Interval
 
-    published = publish_online(intervals)
+    published = publish_online([Interval.from_dict(i) for i in intervals]).to_dict()
     outlet_events[FEATURES].extra = published
     return published
 

@@ -15,17 +15,25 @@ For each source table of the dataset:
    published downstream. Reports: `state/reports/validation/`, Data Docs under `state/gx/`.
 
 Each validate task publishes the `validated_<table>` asset, whose event carries the
-interval and row counts; the `features` DAG is scheduled on those assets.
+validation outcome (interval, status, row counts, where the partitions and the report are);
+the `features` DAG is scheduled on those assets.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task
 
-from ctpipe.dag_policy import DEFAULT_ARGS, START_DATE, fail_fast_on_configuration_error, raw_asset, validated_asset
-from ctpipe.datasets import get_dataset
+from ctpipe.dag_policy import (
+    DATASET,
+    DEFAULT_ARGS,
+    START_DATE,
+    extract_task,
+    fail_fast_on_configuration_error,
+    raw_asset,
+    validate_task,
+    validated_asset,
+)
 
-DATASET = get_dataset()
 RAW = {t.name: Asset(raw_asset(t.name)) for t in DATASET.tables}
 VALIDATED = {t.name: Asset(validated_asset(t.name)) for t in DATASET.tables}
 
@@ -34,9 +42,9 @@ VALIDATED = {t.name: Asset(validated_asset(t.name)) for t in DATASET.tables}
 @fail_fast_on_configuration_error
 def extract(table: str, data_interval_start=None, data_interval_end=None, outlet_events=None) -> dict:
     from ctpipe.ingest import extract_table
-    from ctpipe.lake import Interval
+    from ctpipe.records import Interval
 
-    extraction = extract_table(table, Interval(data_interval_start, data_interval_end))
+    extraction = extract_table(table, Interval(data_interval_start, data_interval_end)).to_dict()
     outlet_events[RAW[table]].extra = extraction
     return extraction
 
@@ -46,14 +54,14 @@ def extract(table: str, data_interval_start=None, data_interval_end=None, outlet
 def validate(extraction: dict, outlet_events=None) -> dict:
     from airflow.sdk.exceptions import AirflowFailException
 
+    from ctpipe.records import Extraction
     from ctpipe.validation import ValidationGateError, validate_extraction
 
     try:
-        outcome = validate_extraction(extraction)
+        outcome = validate_extraction(Extraction.from_dict(extraction)).to_dict()
     except ValidationGateError as error:  # bad data does not improve on retry
         raise AirflowFailException(str(error)) from error
-    keep = ("interval", "status", "rows_in", "rows_passed", "rows_quarantined", "validated_uri", "report_uri")
-    outlet_events[VALIDATED[extraction["table"]]].extra = {k: outcome[k] for k in keep}
+    outlet_events[VALIDATED[outcome["table"]]].extra = outcome
     return outcome
 
 
@@ -68,8 +76,8 @@ def validate(extraction: dict, outlet_events=None) -> dict:
 )
 def ingest():
     for table in DATASET.tables:
-        extraction = extract.override(task_id=f"extract_{table.name}", outlets=[RAW[table.name]])(table=table.name)
-        validate.override(task_id=f"validate_{table.name}", outlets=[VALIDATED[table.name]])(extraction)
+        extraction = extract.override(task_id=extract_task(table.name), outlets=[RAW[table.name]])(table=table.name)
+        validate.override(task_id=validate_task(table.name), outlets=[VALIDATED[table.name]])(extraction)
 
 
 ingest()

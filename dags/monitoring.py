@@ -18,42 +18,46 @@ from __future__ import annotations
 from airflow.sdk import Asset, Param, dag, task
 
 from ctpipe.dag_policy import (
+    DATASET,
     DEFAULT_ARGS,
     RETRAIN_REQUEST,
     START_DATE,
+    MonitoringTasks,
     asset_event_extras,
     fail_fast_on_configuration_error,
 )
-from ctpipe.datasets import get_dataset
 
-DATASET = get_dataset()
 FEATURES = Asset(DATASET.feature_view)
 RETRAIN = Asset(RETRAIN_REQUEST)
 
 
-@task
+@task(task_id=MonitoringTasks.CHECK)
 @fail_fast_on_configuration_error
 def check_drift(params=None, triggering_asset_events=None) -> dict:
     from ctpipe.monitoring import check, interval_to_check
+    from ctpipe.records import Publication
 
-    extras = asset_event_extras(triggering_asset_events)
-    return check(interval_to_check(params.get("interval_end"), extras))
+    published = [Publication.from_dict(extra) for extra in asset_event_extras(triggering_asset_events)]
+    return check(interval_to_check(params.get("interval_end"), published)).to_dict()
 
 
-@task.branch
+@task.branch(task_id=MonitoringTasks.DECIDE)
 def decide_retraining(drift: dict, params=None) -> str:
-    return "request_retraining" if drift["retrain"] or params.get("force_retrain") else "skip_retraining"
+    return MonitoringTasks.REQUEST if drift["retrain"] or params.get("force_retrain") else MonitoringTasks.SKIP
 
 
-@task(outlets=[RETRAIN])
+@task(task_id=MonitoringTasks.REQUEST, outlets=[RETRAIN])
+@fail_fast_on_configuration_error
 def request_retraining(drift: dict, params=None, outlet_events=None) -> dict:
-    reason = drift["reason"] if drift["retrain"] else f"forced from the trigger form ({drift['reason']})"
-    request = {"cutoff": drift["interval"]["end"], "reason": reason, "report_uri": drift.get("report_uri")}
+    from ctpipe.monitoring import retrain_request
+    from ctpipe.records import DriftCheck
+
+    request = retrain_request(DriftCheck.from_dict(drift), forced=bool(params.get("force_retrain"))).to_dict()
     outlet_events[RETRAIN].extra = request
     return request
 
 
-@task
+@task(task_id=MonitoringTasks.SKIP)
 def skip_retraining(drift: dict) -> str:
     return drift["reason"]
 

@@ -13,10 +13,14 @@ cutoff and approval mode.
 3. **register_model** adds a version of the registered model, alias `challenger`, tagged with
    its data interval, metrics and validation status.
 4. **evaluate_models** scores challenger and champion on the same, most recent holdout and
-   decides by the thresholds and margin; the decision and its reasons go into the version's
-   tags and description. A backfill never promotes.
+   decides by the thresholds and margin; the decision, its reasons and links to its evidence
+   (validation reports, Data Docs, drift report, logged to the model's run) go into the
+   version's tags and description. A backfill never promotes.
 5. **route** promotes, waits for a human (`approval_mode = human`), or keeps the champion.
-6. **promote_champion** moves `champion` (the old one stays as `previous_champion`).
+6. **promote_champion** moves `champion` (the old one stays as `previous_champion`), but only
+   while the champion is still the one the review compared against: an approval that comes
+   after another promotion or a rollback is refused, with the reason on the version. Every
+   alias move is recorded in the registered model's audit trail.
 
 Roll back with the `rollback_champion` DAG.
 """
@@ -29,67 +33,81 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import Asset, Param, dag, task
 
 from ctpipe.dag_policy import (
+    DATASET,
     DEFAULT_ARGS,
     RETRAIN_REQUEST,
     START_DATE,
+    TrainingTasks,
     asset_event_extras,
     fail_fast_on_configuration_error,
+    task_actor,
 )
-from ctpipe.datasets import get_dataset
-from ctpipe.training_launch import backend, pod_operator, run_locally
+from ctpipe.records import APPROVAL_MODES, FAMILIES, TrainingPlan
+from ctpipe.settings import Settings
 
-DATASET = get_dataset()
+BACKEND = Settings.from_env().training_backend
 
 
-@task
+@task(task_id=TrainingTasks.PLAN)
 @fail_fast_on_configuration_error
 def plan_training(params=None, triggering_asset_events=None, dag_run=None) -> dict:
+    from ctpipe.records import RetrainRequest
     from ctpipe.training_launch import make_plan
 
-    extras = asset_event_extras(triggering_asset_events)
-    return make_plan(dict(params), extras, getattr(dag_run.run_type, "value", dag_run.run_type))
+    requests = [RetrainRequest.from_dict(extra) for extra in asset_event_extras(triggering_asset_events)]
+    if params.get("retrain_request"):  # a run started with the request as conf (the local main job)
+        requests.append(RetrainRequest.from_dict(params["retrain_request"]))
+    run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
+    return make_plan(dict(params), requests, run_type).to_dict()
 
 
-@task(task_id="train_model")
+@task(task_id=TrainingTasks.TRAIN)
 @fail_fast_on_configuration_error
 def train_locally(plan: dict) -> dict:
-    return run_locally(plan)
+    from ctpipe.training_launch import run_locally
+
+    return run_locally(TrainingPlan.from_dict(plan)).to_dict()
 
 
-@task
+@task(task_id=TrainingTasks.REGISTER)
 @fail_fast_on_configuration_error
-def register_model(result: dict, plan: dict) -> dict:
-    from ctpipe.registry import register_challenger
+def register_model(result: dict, plan: dict, ti=None) -> dict:
+    from ctpipe.records import TrainingResult
+    from ctpipe.review import register_challenger
 
-    return register_challenger(result, plan)
+    return register_challenger(TrainingResult.from_dict(result), TrainingPlan.from_dict(plan), task_actor(ti)).to_dict()
 
 
-@task
+@task(task_id=TrainingTasks.EVALUATE)
 @fail_fast_on_configuration_error
 def evaluate_models(registered: dict, plan: dict) -> dict:
-    from ctpipe.registry import review
+    from ctpipe.records import RegisteredVersion
+    from ctpipe.review import review_challenger
 
-    return review(registered, plan)
+    return review_challenger(RegisteredVersion.from_dict(registered), TrainingPlan.from_dict(plan)).to_dict()
 
 
-@task.branch
+@task.branch(task_id=TrainingTasks.ROUTE)
 def route(review: dict, plan: dict) -> str:
     if not review["promote"]:
-        return "keep_champion"
-    return "await_approval" if plan["approval"] == "human" else "promote_champion"
+        return TrainingTasks.KEEP
+    return TrainingTasks.APPROVE if plan["approval"] == "human" else TrainingTasks.PROMOTE
 
 
-@task(trigger_rule="none_failed_min_one_success")
+@task(task_id=TrainingTasks.PROMOTE, trigger_rule="none_failed_min_one_success")
 @fail_fast_on_configuration_error
-def promote_champion(review: dict, plan: dict, dag_run=None) -> dict:
-    from ctpipe.registry import promote
+def promote_champion(review: dict, plan: dict, dag_run=None, ti=None) -> dict:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ctpipe.records import Review
+    from ctpipe.review import promote_reviewed
 
     if plan["backfill"] or dag_run.run_type == "backfill":  # the decision said so too; never move aliases
-        raise ValueError("refusing to promote in a backfill run")
-    return promote(review["version"])
+        raise AirflowFailException("refusing to promote in a backfill run")
+    return promote_reviewed(Review.from_dict(review), task_actor(ti)).to_dict()
 
 
-@task
+@task(task_id=TrainingTasks.KEEP)
 def keep_champion(review: dict) -> list[str]:
     return review["reasons"]
 
@@ -102,7 +120,7 @@ def keep_champion(review: dict) -> list[str]:
     tags=["ctpipe", "training", "mlflow", DATASET.name],
     default_args=DEFAULT_ARGS,
     params={
-        "family": Param("sklearn", enum=["sklearn", "torch"], title="Model family"),
+        "family": Param(TrainingPlan.family, enum=list(FAMILIES), title="Model family"),
         "max_iter": Param(None, type=["null", "integer"], minimum=10, description="sklearn: boosting rounds"),
         "learning_rate": Param(None, type=["null", "number"], exclusiveMinimum=0, description="step size"),
         "hidden_units": Param(None, type=["null", "integer"], minimum=4, description="torch: width of hidden layers"),
@@ -110,17 +128,37 @@ def keep_champion(review: dict) -> list[str]:
         "cutoff": Param(
             None, type=["null", "string"], format="date-time", description="Labels known before it; empty: newest data"
         ),
-        "days": Param(14, type="integer", minimum=2, description="Days of events in the training set"),
-        "holdout_days": Param(4, type="integer", minimum=1, description="Newest days kept for evaluation"),
+        "days": Param(
+            TrainingPlan.days,
+            type="integer",
+            minimum=TrainingPlan.MIN_DAYS,
+            description="Days of events in the training set",
+        ),
+        "holdout_days": Param(
+            TrainingPlan.holdout_days,
+            type="integer",
+            minimum=TrainingPlan.MIN_HOLDOUT_DAYS,
+            description="Newest days kept for evaluation",
+        ),
+        "seed": Param(TrainingPlan.seed, type="integer", minimum=0, description="Random seed of the training run"),
         "approval_mode": Param(
-            "auto", enum=["auto", "human"], description="human: a person approves before the champion alias moves"
+            TrainingPlan.approval,
+            enum=list(APPROVAL_MODES),
+            description="human: a person approves before the champion alias moves",
+        ),
+        "retrain_request": Param(
+            None,
+            type=["null", "object"],
+            description="Leave empty: the retrain request of the monitoring DAG, when a run is started with it",
         ),
     },
     doc_md=__doc__,
 )
 def training():
     plan = plan_training()
-    if backend() == "kubernetes":
+    if BACKEND == "kubernetes":
+        from ctpipe.training_launch import pod_operator
+
         pod = pod_operator()
         plan >> pod
         result = pod.output
@@ -128,9 +166,9 @@ def training():
         result = train_locally(plan)
     review = evaluate_models(register_model(result, plan), plan)
     approval = ApprovalOperator(
-        task_id="await_approval",
+        task_id=TrainingTasks.APPROVE,
         subject="Promote the challenger to champion?",
-        body="{{ ti.xcom_pull(task_ids='evaluate_models') | tojson }}",
+        body=f"{{{{ ti.xcom_pull(task_ids='{TrainingTasks.EVALUATE}') | tojson }}}}",
         response_timeout=timedelta(days=2),
         execution_timeout=timedelta(minutes=5),
     )

@@ -1,45 +1,56 @@
-"""Champion against challenger on the same, most recent point-in-time holdout."""
+"""Champion against challenger: both scored on the same, most recent point-in-time holdout."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
-from ctpipe.datasets import get_dataset
 from ctpipe.lake import Lake
-from ctpipe.settings import Settings
-from ctpipe.training_set import LABEL, TrainingSetSpec, build_training_set, model_columns
+from ctpipe.records import TrainingSetSpec
+from ctpipe.training_set import LABEL, build_training_set, model_columns
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ctpipe.settings import Settings
+    from ctpipe.tracking import Tracking
 
 
-def recent_holdout(cutoff: datetime, days: int, settings: Settings | None = None) -> Any:
+@dataclass(frozen=True)
+class Comparison:
+    holdout_rows: int
+    challenger: dict[str, float]
+    champion: dict[str, float] | None  # None when there is no champion yet
+
+
+def recent_holdout(settings: Settings, cutoff: datetime, days: int) -> pd.DataFrame:
     """The labelled events of the last ``days`` before ``cutoff``, with their features as of each event."""
     from ctpipe.feature_store import load_store
 
-    settings = settings or Settings.from_env()
-    dataset = get_dataset()
-    spec = TrainingSetSpec(dataset.name, dataset.feature_service, cutoff.isoformat(), days, days)
+    dataset = settings.dataset
+    spec = TrainingSetSpec(dataset.name, dataset.feature_service, cutoff, days, days)
     return build_training_set(dataset, Lake(settings.lake_dir), load_store(settings), spec)
 
 
-def score(model_uri: str, holdout: Any) -> dict[str, float]:
-    import mlflow
-
+def score(
+    tracking: Tracking, model_uri: str, holdout: pd.DataFrame, numeric: list[str], categorical: list[str]
+) -> dict[str, float]:
     from ctpipe.models import evaluate, failure_probability
+    from ctpipe.tracking import load_model
 
-    numeric, categorical = model_columns(get_dataset())
-    model = mlflow.pyfunc.load_model(model_uri)
+    model = load_model(tracking, model_uri)
     return evaluate(holdout[LABEL].to_numpy(), failure_probability(model, holdout[numeric + categorical]))
 
 
-def compare(challenger_uri: str, champion_uri: str | None, cutoff: datetime, days: int) -> dict[str, Any]:
-    """Both models' holdout metrics on identical rows; ``champion`` is None when there is none yet."""
-    from ctpipe.tracking import configure
-
-    configure()
-    holdout = recent_holdout(cutoff, days)
-    return {
-        "holdout_rows": len(holdout),
-        "holdout": {"cutoff": cutoff.isoformat(), "days": days},
-        "challenger": score(challenger_uri, holdout),
-        "champion": score(champion_uri, holdout) if champion_uri else None,
-    }
+def compare(
+    tracking: Tracking, settings: Settings, challenger_uri: str, champion_uri: str | None, cutoff: datetime, days: int
+) -> Comparison:
+    """Both models' holdout metrics on identical rows."""
+    holdout = recent_holdout(settings, cutoff, days)
+    numeric, categorical = model_columns(settings.dataset)
+    return Comparison(
+        holdout_rows=len(holdout),
+        challenger=score(tracking, challenger_uri, holdout, numeric, categorical),
+        champion=score(tracking, champion_uri, holdout, numeric, categorical) if champion_uri else None,
+    )

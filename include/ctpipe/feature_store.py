@@ -1,11 +1,13 @@
 """Feast: register the feature repo, materialize intervals, serve features.
 
-The feature repo (``feature_repo/``) holds the declarations; this module is
-how the pipeline and its users reach them. ``load_store`` fills in the
-embedded defaults of the variables that ``feature_store.yaml`` reads, without
-overriding what the environment already says, and checks what it says: a
-malformed value is a ``ConfigurationError`` naming the variable, and a Redis online
-store that does not answer is one ``ServiceUnavailableError`` at once, not a
+The feature repo (``feature_repo/``) holds the declarations; this module is how the
+pipeline and its users reach them. The store's configuration is
+``feature_repo/feature_store.yaml`` with its ``${VAR}`` filled in from the settings
+layer (the environment, or the embedded defaults), so a malformed value is a
+``ConfigurationError`` naming the variable. The store is rooted at the lake's features
+folder: Feast resolves the repo's relative file-source path against it, so the same
+definitions serve every machine that mounts the lake, wherever it is mounted. A Redis
+online store that does not answer is one ``ServiceUnavailableError`` at once, not a
 retried connection failure deep inside Feast.
 
     python -m ctpipe.feature_store serve --port 6566    # HTTP feature server
@@ -15,7 +17,7 @@ retried connection failure deep inside Feast.
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import json
 import os
 import re
@@ -25,110 +27,69 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ctpipe.lake import Interval
-from ctpipe.settings import FEATURE_REPO, ConfigurationError, Settings, hide_passwords
+from ctpipe.records import Interval, Publication
+from ctpipe.services import Service
+from ctpipe.settings import ConfigurationError, Settings, redis_nodes
 
 if TYPE_CHECKING:
     import pandas as pd
     from feast import FeatureStore
+    from feast.repo_config import RepoConfig
 
-
-PROJECT_VARIABLE = "CTPIPE_FEAST_PROJECT"
 ONLINE_STORE_VARIABLE = "CTPIPE_FEAST_ONLINE_STORE"
-# Each store variable: the key its mapping must have, and an example for the error message.
-STORE_VARIABLES = {
-    "CTPIPE_FEAST_REGISTRY": ("path", '{registry_type: sql, path: "postgresql+psycopg://feast@db:5432/feast"}'),
-    ONLINE_STORE_VARIABLE: ("type", '{type: redis, connection_string: "redis:6379"}'),
-    "CTPIPE_FEAST_OFFLINE_STORE": ("type", "{type: file}"),
-}
 # How long a Redis online store gets to answer the one ping made before Feast uses it.
 REDIS_TIMEOUT_S = 5.0
 
 
-class ServiceUnavailableError(RuntimeError):
-    """A service the feature store needs (the Redis online store) does not answer."""
-
-
-def store_config(name: str, raw: str) -> dict[str, Any]:
-    """The mapping a store variable holds, as ``feature_store.yaml`` reads it; ``ConfigurationError`` if malformed."""
+def repo_config(settings: Settings) -> RepoConfig:
+    """``feature_store.yaml`` with every ``${VAR}`` taken from the settings layer, as Feast's own loader would."""
     import yaml
+    from feast.repo_config import RepoConfig
+    from pydantic import ValidationError
 
-    key, example = STORE_VARIABLES[name]
-    expected = f"{name} must hold a one-line YAML mapping with a {key!r} key, e.g. {example}"
+    path = settings.feature_repo / "feature_store.yaml"
+    values = settings.feast_variables
+
+    def value(match: re.Match[str]) -> str:
+        if match.group(1) not in values:
+            raise ConfigurationError(
+                f"{path} reads ${{{match.group(1)}}}, which is not a Feast setting of the pipeline; "
+                f"it provides {sorted(values)}"
+            )
+        return values[match.group(1)]
+
+    lines = [
+        line if line.lstrip().startswith("#") else re.sub(r"\$\{(\w+)\}", value, line)
+        for line in path.read_text().splitlines()
+    ]
+    raw = yaml.safe_load("\n".join(lines))
     try:
-        # Parsed in place, as Feast parses it after expanding ${VAR} into the file.
-        parsed = yaml.safe_load(f"value: {raw}")["value"]
-    except yaml.YAMLError as error:
-        reason = str(error).splitlines()[0]
+        config = RepoConfig(**raw)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise ConfigurationError(
-            f"{expected}; got {_redacted(raw)}, which does not parse as YAML in feature_store.yaml ({reason})"
+            f"Feast rejects the store configuration from {', '.join(values)}: {problems}"
         ) from None
-    if not isinstance(parsed, dict) or not parsed.get(key):
-        raise ConfigurationError(f"{expected}; got {_redacted(raw)}")
-    return parsed
+    config.repo_path = settings.features_dir  # relative file-source paths resolve against the lake's features
+    return config
 
 
-def _redacted(raw: str) -> str:
-    """``raw`` quoted for an error message, without the passwords a URL or a Redis parameter may hold."""
-    return repr(hide_passwords(raw))
+def load_store(settings: Settings | None = None) -> FeatureStore:
+    """The deployment's feature store; its settings are checked before anything is created."""
+    from feast import FeatureStore
+
+    settings = settings or Settings.from_env()
+    config = repo_config(settings)
+    settings.feast_dir.mkdir(parents=True, exist_ok=True)
+    return FeatureStore(repo_path=str(settings.features_dir), config=config)
 
 
-def check_feast_environment(values: Mapping[str, str]) -> None:
-    """Raise ``ConfigurationError``, naming the variable, for a value Feast would reject with a deep stack."""
-    configs = {name: store_config(name, values[name]) for name in STORE_VARIABLES if name in values}
-    project = values.get(PROJECT_VARIABLE)
-    if project is not None:
-        # Feast's rule, plus SQLite's: the project names its tables there.
-        if not re.fullmatch(r"[^\W_][\w-]*", project):
-            raise ConfigurationError(
-                f"{PROJECT_VARIABLE} must be letters, digits, underscores and hyphens, not starting with "
-                f"an underscore or hyphen; got {project!r}"
-            )
-        if "-" in project and configs.get(ONLINE_STORE_VARIABLE, {}).get("type") == "sqlite":
-            raise ConfigurationError(
-                f"{PROJECT_VARIABLE} cannot contain hyphens with a SQLite online store; got {project!r}"
-            )
-    online = configs.get(ONLINE_STORE_VARIABLE)
-    if online is not None and online.get("type") == "redis":
-        redis_nodes(online)
-
-
-def feast_environment(settings: Settings | None = None) -> dict[str, str]:
-    """The environment Feast runs in: the current one, checked, with embedded defaults where unset."""
-    defaults = (settings or Settings.from_env()).feast_environment()
-    values = {**defaults, **{k: v for k, v in os.environ.items() if k in defaults and v}}
-    check_feast_environment(values)
-    return values
-
-
-def redis_nodes(online_store: Mapping[str, Any]) -> tuple[list[tuple[str, int]], dict[str, Any]]:
-    """The ``(host, port)`` nodes and the parameters of a Redis online store's ``connection_string``.
-
-    Parsed as Feast parses it: ``host:port[,host:port...][,name=value...]``.
-    """
-    connection = str(online_store.get("connection_string", "localhost:6379"))
-    nodes: list[tuple[str, int]] = []
-    params: dict[str, Any] = {}
-    for part in connection.split(","):
-        if "=" in part:
-            name, _, value = part.partition("=")
-            try:
-                params[name] = json.loads(value)
-            except json.JSONDecodeError:
-                params[name] = value
-            continue
-        host, _, port = part.partition(":")
-        if not host or not port.isdigit():
-            raise ConfigurationError(
-                f"{ONLINE_STORE_VARIABLE}: connection_string must be host:port[,name=value...], "
-                f"got {_redacted(connection)}"
-            )
-        nodes.append((host, int(port)))
-    if not nodes:
-        raise ConfigurationError(
-            f"{ONLINE_STORE_VARIABLE}: connection_string names no host:port, got {_redacted(connection)}"
-        )
-    return nodes, params
+def online_store_service(online_store: Mapping[str, Any]) -> Service:
+    """The Redis online store as messages name it: its nodes, never the parameters (they hold the password)."""
+    nodes, params = redis_nodes(online_store)
+    address = "redis://" + ",".join(f"{host}:{port}" for host, port in nodes)
+    secrets = tuple(str(params[name]) for name in ("password",) if params.get(name))
+    return Service("Feast online store", address, ONLINE_STORE_VARIABLE, timeout=REDIS_TIMEOUT_S, secrets=secrets)
 
 
 def check_online_store(online_store: Mapping[str, Any] | Any) -> None:
@@ -147,31 +108,28 @@ def check_online_store(online_store: Mapping[str, Any] | Any) -> None:
 
     nodes, params = redis_nodes(online_store)
     options = {name: params[name] for name in ("db", "password", "username", "ssl") if name in params}
-    reasons = []
-    for host, port in nodes:  # a cluster needs one startup node that answers
-        client = redis.Redis(
-            host=host,
-            port=port,
-            socket_connect_timeout=REDIS_TIMEOUT_S,
-            socket_timeout=REDIS_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),
-            **options,
-        )
-        try:
-            client.ping()
-            return
-        except redis.exceptions.RedisError as error:
-            reasons.append(str(error))
-        finally:
-            client.close()
-    raise _unreachable(nodes, "did not answer", "; ".join(reasons))
 
+    def pings() -> None:
+        error: Exception | None = None
+        for host, port in nodes:  # a cluster needs one startup node that answers
+            client = redis.Redis(
+                host=host,
+                port=port,
+                socket_connect_timeout=REDIS_TIMEOUT_S,
+                socket_timeout=REDIS_TIMEOUT_S,
+                retry=Retry(NoBackoff(), 0),
+                **options,
+            )
+            try:
+                client.ping()
+                return
+            except redis.exceptions.RedisError as failed:
+                error = failed
+            finally:
+                client.close()
+        raise error  # type: ignore[misc]
 
-def _unreachable(nodes: list[tuple[str, int]], what: str, reason: str) -> ServiceUnavailableError:
-    address = ",".join(f"{host}:{port}" for host, port in nodes)  # never the parameters: they hold the password
-    return ServiceUnavailableError(
-        f"The Feast online store is unreachable: Redis at {address} (from {ONLINE_STORE_VARIABLE}) {what}: {reason}"
-    )
+    online_store_service(online_store).probe(pings, errors=(redis.exceptions.RedisError,))
 
 
 @contextmanager
@@ -184,55 +142,32 @@ def reaching_online_store(store: FeatureStore) -> Iterator[None]:
     check_online_store(config)
     import redis
 
-    try:
+    with online_store_service(config.model_dump()).reaching(
+        (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+    ):
         yield
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
-        raise _unreachable(redis_nodes(config.model_dump())[0], "stopped answering", str(error)) from error
 
 
-@contextmanager
-def feast_env(settings: Settings | None = None) -> Iterator[None]:
-    """The store variables ``feature_store.yaml`` and the feature repo read, set only while Feast reads them.
+def feature_definitions(repo: Path) -> list[Any]:
+    """Every Feast object declared in the repo's modules, each module run afresh in a namespace of its own.
 
-    Setting them for good would leak one state folder's stores into the next ``Settings``.
+    Nothing is put on ``sys.path`` or in ``sys.modules``: the repo's modules may import Feast
+    and ``ctpipe``, not each other (keep what belongs together in one file, as Feast's templates do).
     """
-    values = feast_environment(settings)
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def load_store(settings: Settings | None = None, repo: Path = FEATURE_REPO) -> FeatureStore:
-    from feast import FeatureStore
-
-    settings = settings or Settings.from_env()
-    with feast_env(settings):  # checks the variables before anything is created
-        settings.feast_dir.mkdir(parents=True, exist_ok=True)
-        return FeatureStore(repo_path=str(repo))
-
-
-def feature_definitions(repo: Path = FEATURE_REPO) -> list[Any]:
-    """Every Feast object declared in the repo's modules, freshly imported."""
     from feast import Entity, FeatureService, FeatureView
     from feast.data_source import DataSource
 
-    names = sorted(p.stem for p in repo.glob("*.py") if not p.name.startswith("_"))
-    sys.path.insert(0, str(repo))
-    try:
-        for name in names:  # re-import, so paths follow the current settings
-            sys.modules.pop(name, None)
-        modules = [importlib.import_module(name) for name in names]
-    finally:
-        sys.path.remove(str(repo))
     found: list[Any] = []
-    for module in modules:
+    for path in sorted(p for p in repo.glob("*.py") if not p.name.startswith("_")):
+        spec = importlib.util.spec_from_file_location(f"ctpipe_feature_repo.{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        try:
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        except ModuleNotFoundError as error:
+            raise ConfigurationError(
+                f"{path} imports {error.name!r}, which is not installed; a feature repo module may import Feast "
+                "and ctpipe, not another module of the repo"
+            ) from None
         for value in vars(module).values():
             if isinstance(value, (Entity, DataSource, FeatureView, FeatureService)) and not any(
                 value is f for f in found
@@ -241,10 +176,9 @@ def feature_definitions(repo: Path = FEATURE_REPO) -> list[Any]:
     return found
 
 
-def apply_definitions(store: FeatureStore, repo: Path = FEATURE_REPO, settings: Settings | None = None) -> list[str]:
+def apply_definitions(store: FeatureStore, settings: Settings | None = None) -> list[str]:
     """Register the repo's definitions (idempotent), like ``feast apply``."""
-    with feast_env(settings):
-        objects = feature_definitions(repo)
+    objects = feature_definitions((settings or Settings.from_env()).feature_repo)
     store.apply(objects)
     return sorted(f"{type(o).__name__}:{o.name}" for o in objects)
 
@@ -268,45 +202,46 @@ def historical_features(store: FeatureStore, service: str, entity_rows: pd.DataF
     return store.get_historical_features(entity_df=entity_rows, features=store.get_feature_service(service)).to_df()
 
 
-def publish_online(intervals: list[dict[str, str]]) -> dict[str, Any]:
+def publish_online(intervals: list[Interval], settings: Settings | None = None) -> Publication:
     """Register the definitions, then materialize the span the intervals cover, in one pass.
 
     One pass over the whole span keeps the newest row per entity: materializing
     intervals one by one out of order could leave older values online.
     """
-    from ctpipe.datasets import get_dataset
-
-    dataset = get_dataset()
-    store = load_store()
-    registered = apply_definitions(store)
-    parsed = [Interval.parse(i["start"], i["end"]) for i in intervals]
-    span = Interval(min(i.start for i in parsed), max(i.end for i in parsed))
+    settings = settings or Settings.from_env()
+    store = load_store(settings)
+    registered = apply_definitions(store, settings)
+    span = Interval(min(i.start for i in intervals), max(i.end for i in intervals))
     materialize(store, span)
-    return {"feature_view": dataset.feature_view, "materialized": span.to_dict(), "registered": registered}
+    return Publication(feature_view=settings.dataset.feature_view, materialized=span, registered=tuple(registered))
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Replace this process with Feast's HTTP feature server on the configured stores."""
+    check_online_store(settings.feast_online_store)
+    feast = Path(sys.executable).with_name("feast")
+    argv = [str(feast), "--chdir", str(settings.features_dir), "--feature-store-yaml"]
+    argv += [str(settings.feature_repo / "feature_store.yaml"), "serve", "--host", host, "--port", str(port)]
+    settings.features_dir.mkdir(parents=True, exist_ok=True)
+    # The server is another program reading feature_store.yaml itself: it gets the values in its environment.
+    os.execve(feast, argv, settings.child_environment(settings.feast_variables))
 
 
 def main(argv: list[str] | None = None) -> None:
-    from ctpipe.datasets import get_dataset
-
     parser = argparse.ArgumentParser(description="Serve or read the pipeline's features.")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run Feast's HTTP feature server on the configured stores")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=6566)
+    server = commands.add_parser("serve", help="run Feast's HTTP feature server on the configured stores")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=6566)
     online = commands.add_parser("online", help="print online feature values")
     online.add_argument("entities", nargs="+")
     args = parser.parse_args(argv)
 
+    settings = Settings.from_env()
     if args.command == "serve":
-        environment = feast_environment()
-        check_online_store(store_config(ONLINE_STORE_VARIABLE, environment[ONLINE_STORE_VARIABLE]))
-        os.environ.update(environment)
-        feast = Path(sys.executable).with_name("feast")
-        os.execv(
-            feast, [str(feast), "--chdir", str(FEATURE_REPO), "serve", "--host", args.host, "--port", str(args.port)]
-        )
-    dataset = get_dataset()
-    values = online_features(load_store(), dataset.feature_service, dataset.entity, args.entities)
+        serve(settings, args.host, args.port)
+    dataset = settings.dataset
+    values = online_features(load_store(settings), dataset.feature_service, dataset.entity, args.entities)
     print(json.dumps(values, indent=2, default=str))
 
 

@@ -10,7 +10,6 @@ values expire.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,26 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ctpipe.datasets.spec import Aggregate, DatasetSpec
-from ctpipe.lake import Interval, Lake, atomic_path, write_json
+from ctpipe.lake import Lake, atomic_path, write_json
+from ctpipe.records import FeatureBuild, Interval, ValidationOutcome
+from ctpipe.settings import ConfigurationError, Settings
 
 if TYPE_CHECKING:
     import pandas as pd
 
 EVENT_TIMESTAMP = "event_timestamp"
-
-
-@dataclass(frozen=True)
-class FeatureBuild:
-    """What a feature build wrote; travels through XCom."""
-
-    feature_view: str
-    interval: dict[str, str]
-    uri: str
-    entities: int
-    input_partitions: dict[str, int]  # table -> validated partitions read
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def feature_schema(dataset: DatasetSpec) -> pa.Schema:
@@ -93,7 +80,7 @@ def build_features(dataset: DatasetSpec, lake: Lake, interval: Interval) -> Feat
         pq.write_table(table, tmp)
     build = FeatureBuild(
         feature_view=dataset.feature_view,
-        interval=interval.to_dict(),
+        interval=interval,
         uri=str(path),
         entities=len(features),
         input_partitions=features.attrs["input_partitions"],
@@ -126,10 +113,10 @@ def intervals_behind(dataset: DatasetSpec, lake: Lake) -> list[Interval]:
 def intervals_to_process(
     start: str | None,
     end: str | None,
-    asset_event_extras: list[dict[str, Any]],
+    validated: list[ValidationOutcome],
     step: timedelta = timedelta(days=1),
     behind: list[Interval] | None = None,
-) -> list[dict[str, str]]:
+) -> list[Interval]:
     """The intervals a features run covers, oldest first.
 
     A manual run names a range (split into ``step``-long intervals); a run
@@ -138,41 +125,34 @@ def intervals_to_process(
     """
     if start or end:
         if not (start and end):
-            raise ValueError("give both interval_start and interval_end, or neither")
+            raise ConfigurationError("give both interval_start and interval_end, or neither")
         whole = Interval.parse(start, end)
         cuts, cursor = [], whole.start
         while cursor < whole.end:
             cuts.append(Interval(cursor, min(cursor + step, whole.end)))
             cursor += step
-        return [i.to_dict() for i in cuts]
-    found = {
-        Interval.parse(extra["interval"]["start"], extra["interval"]["end"])
-        for extra in asset_event_extras
-        if extra and "interval" in extra
-    } | set(behind or [])
+        return cuts
+    found = {outcome.interval for outcome in validated} | set(behind or [])
     if not found:
-        raise ValueError(
+        raise ConfigurationError(
             "no interval to compute: trigger with interval_start and interval_end, "
             "or let the validated-data assets trigger the run"
         )
-    return [i.to_dict() for i in sorted(found)]
+    return sorted(found)
 
 
-def intervals_for_run(start: str | None, end: str | None, asset_event_extras: list[dict[str, Any]]) -> list[dict]:
+def intervals_for_run(
+    start: str | None, end: str | None, validated: list[ValidationOutcome], settings: Settings | None = None
+) -> list[Interval]:
     """``intervals_to_process`` with deployment settings: an asset-triggered run also catches up the lake."""
-    from ctpipe.datasets import get_dataset
-    from ctpipe.settings import Settings
-
     if start or end:
-        return intervals_to_process(start, end, asset_event_extras)
-    behind = intervals_behind(get_dataset(), Lake(Settings.from_env().lake_dir))
-    return intervals_to_process(None, None, asset_event_extras, behind=behind)
+        return intervals_to_process(start, end, validated)
+    settings = settings or Settings.from_env()
+    behind = intervals_behind(settings.dataset, Lake(settings.lake_dir))
+    return intervals_to_process(None, None, validated, behind=behind)
 
 
-def build_interval_features(interval: dict[str, str]) -> dict[str, Any]:
+def build_interval_features(interval: Interval, settings: Settings | None = None) -> FeatureBuild:
     """``build_features`` for one interval, with deployment settings."""
-    from ctpipe.datasets import get_dataset
-    from ctpipe.settings import Settings
-
-    lake = Lake(Settings.from_env().lake_dir)
-    return build_features(get_dataset(), lake, Interval.parse(interval["start"], interval["end"])).to_dict()
+    settings = settings or Settings.from_env()
+    return build_features(settings.dataset, Lake(settings.lake_dir), interval)

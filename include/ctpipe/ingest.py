@@ -9,7 +9,6 @@ is, where the schema check names it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,27 +18,14 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from ctpipe.datasets.spec import TableSpec
-from ctpipe.lake import Interval, Lake, atomic_path, write_json
-from ctpipe.source import describe
+from ctpipe.lake import Lake, atomic_path, write_json
+from ctpipe.records import Extraction, Interval
+from ctpipe.settings import Settings
+from ctpipe.source import describe, engine_for_connection
 
 
 class SourceError(RuntimeError):
     """The source does not hold what the dataset says it should."""
-
-
-@dataclass(frozen=True)
-class Extraction:
-    """What an extraction wrote. Small and JSON-friendly: it travels through XCom."""
-
-    table: str
-    interval: dict[str, str]
-    uri: str
-    rows: int
-    empty: bool
-    columns: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def arrow_type(column: sa.Column) -> pa.DataType:
@@ -121,12 +107,7 @@ def extract_interval(engine: sa.Engine, spec: TableSpec, interval: Interval, lak
             writer.write_table(schema.empty_table())
 
     extraction = Extraction(
-        table=spec.name,
-        interval=interval.to_dict(),
-        uri=str(destination),
-        rows=rows,
-        empty=rows == 0,
-        columns=schema.names,
+        table=spec.name, interval=interval, uri=str(destination), rows=rows, columns=tuple(schema.names)
     )
     write_json(
         lake.manifest("raw", spec.name, interval),
@@ -140,20 +121,16 @@ def read_partition(uri: str | Path):
     return pq.read_table(uri).to_pandas()
 
 
-def extract_table(table_name: str, interval: Interval) -> dict[str, Any]:
+def extract_table(table_name: str, interval: Interval, settings: Settings | None = None) -> Extraction:
     """Extract one table's interval through the source's Airflow connection, with deployment settings.
 
-    A missing or malformed connection raises ``ctpipe.source.SourceConfigError``, a server that does not
-    answer ``ctpipe.source.SourceUnavailableError``, before anything is written.
+    A missing or malformed connection raises ``ConfigurationError``, a server that does not answer
+    ``ServiceUnavailableError``, before anything is written.
     """
-    from ctpipe.datasets import get_dataset
-    from ctpipe.settings import Settings
-    from ctpipe.source import engine_for_connection
-
-    settings = Settings.from_env()
+    settings = settings or Settings.from_env()
+    spec = settings.dataset.table(table_name)
     engine = engine_for_connection(settings.source_conn_id)
     try:
-        spec = get_dataset().table(table_name)
-        return extract_interval(engine, spec, interval, Lake(settings.lake_dir), settings.extract_chunk_rows).to_dict()
+        return extract_interval(engine, spec, interval, Lake(settings.lake_dir), settings.extract_chunk_rows)
     finally:
         engine.dispose()

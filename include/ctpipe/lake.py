@@ -15,60 +15,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ctpipe.records import Interval
+
 if TYPE_CHECKING:
     import pandas as pd
-
-KEY_FORMAT = "%Y%m%dT%H%M%SZ"
-
-
-@dataclass(frozen=True, order=True)
-class Interval:
-    """A half-open data interval ``[start, end)`` in UTC."""
-
-    start: datetime
-    end: datetime
-
-    def __post_init__(self) -> None:
-        for name in ("start", "end"):
-            value = getattr(self, name)
-            if value.tzinfo is None:
-                raise ValueError(f"interval {name} must be timezone-aware, got {value!r}")
-            object.__setattr__(self, name, value.astimezone(UTC))
-        if self.end <= self.start:
-            raise ValueError(f"interval end {self.end} must be after start {self.start}")
-
-    @property
-    def key(self) -> str:
-        return f"{self.start:{KEY_FORMAT}}_{self.end:{KEY_FORMAT}}"
-
-    @classmethod
-    def from_key(cls, key: str) -> Interval:
-        start, end = key.split("_")
-        parse = lambda s: datetime.strptime(s, KEY_FORMAT).replace(tzinfo=UTC)  # noqa: E731
-        return cls(parse(start), parse(end))
-
-    @classmethod
-    def parse(cls, start: str | datetime, end: str | datetime) -> Interval:
-        """From ISO strings or datetimes; naive values are taken as UTC."""
-
-        def as_utc(value: str | datetime) -> datetime:
-            value = datetime.fromisoformat(value) if isinstance(value, str) else value
-            return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-        return cls(as_utc(start), as_utc(end))
-
-    def to_dict(self) -> dict[str, str]:
-        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
-
-    def overlaps(self, other: Interval) -> bool:
-        return self.start < other.end and other.start < self.end
-
-    def __str__(self) -> str:
-        return f"[{self.start.isoformat()}, {self.end.isoformat()})"
 
 
 @contextmanager

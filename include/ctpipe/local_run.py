@@ -24,9 +24,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ctpipe.datasets import get_dataset
+from ctpipe import artifacts
 from ctpipe.datasets.lab_qc_generator import GeneratorConfig
-from ctpipe.lake import Interval
+from ctpipe.records import Interval, RetrainRequest, TrainingPlan
 from ctpipe.settings import PROJECT_ROOT, Settings
 
 
@@ -75,8 +75,26 @@ def load_dags() -> dict[str, Any]:
     return bag.dags
 
 
+@contextmanager
+def params_restored(dag: Any) -> Iterator[None]:
+    """Undo what a ``dag.test()`` run leaves in the DAG's Params, so the next run starts from the form's defaults.
+
+    Airflow 3.3 resolves a run's conf into the tasks' own Param objects (``process_params`` keeps the
+    resolved value on each): in one process, a run's conf would become every later run's default.
+    """
+    params = [dag.params, *(task.params for task in dag.tasks)]
+    saved = [{key: p.get_param(key).value for key in p} for p in params]
+    try:
+        yield
+    finally:
+        for p, values in zip(params, saved, strict=True):
+            for key, value in values.items():
+                p.get_param(key).value = value
+
+
 def run_dag(dag: Any, logical_date: datetime, conf: dict[str, Any] | None = None) -> Any:
-    run = dag.test(logical_date=logical_date, run_conf=conf)
+    with params_restored(dag):
+        run = dag.test(logical_date=logical_date, run_conf=conf)
     if run.state != "success":
         failed = [ti.task_id for ti in run.get_task_instances() if ti.state == "failed"]
         raise RunFailed(f"{dag.dag_id} run for {logical_date:%Y-%m-%d} ended {run.state}; failed tasks: {failed}")
@@ -84,8 +102,13 @@ def run_dag(dag: Any, logical_date: datetime, conf: dict[str, Any] | None = None
 
 
 def run_day(dags: dict[str, Any], interval: Interval, train_first_model: bool) -> list[str]:
-    """One day as the scheduler would run it; returns what happened beyond the routine."""
-    from ctpipe.monitoring import recorded_check
+    """One day as the scheduler would run it; returns what happened beyond the routine.
+
+    ``dag.test()`` cannot deliver asset events, so a run the scheduler would start from an
+    event gets the event's record as its conf instead: the features DAG its interval, the
+    training DAG the retrain request.
+    """
+    from ctpipe.monitoring import recorded_check, retrain_request
 
     # A daily cron-interval run triggered at the interval's end covers [start, end).
     run_dag(dags["ingest"], interval.end)
@@ -95,73 +118,70 @@ def run_day(dags: dict[str, Any], interval: Interval, train_first_model: bool) -
         {"interval_start": interval.start.isoformat(), "interval_end": interval.end.isoformat()},
     )
     happened = []
-    cutoff = interval.end.isoformat()
     if train_first_model:
-        run_dag(dags["training"], interval.end, {"cutoff": cutoff, "retrain_reason": "first model"})
+        request = RetrainRequest(cutoff=interval.end, reason="first model")
+        run_dag(dags["training"], interval.end, {"retrain_request": request.to_dict()})
         happened.append(f"first model: {promotion_of_latest()}")
     # The monitoring DAG runs on the features asset; a retrain request it publishes triggers training.
-    run_dag(dags["monitoring"], interval.end, {"interval_end": cutoff})
+    run_dag(dags["monitoring"], interval.end, {"interval_end": interval.end.isoformat()})
     check = recorded_check(interval)
-    if check and check["decision"] == "retrain":
-        conf = {"cutoff": cutoff, "retrain_reason": check["reason"], "drift_report": check["report_uri"]}
-        run_dag(dags["training"], interval.end, conf)
-        happened.append(f"{check['reason']} -> {promotion_of_latest()}")
+    if check is not None and check.retrain:
+        run_dag(dags["training"], interval.end, {"retrain_request": retrain_request(check).to_dict()})
+        happened.append(f"{check.reason} -> {promotion_of_latest()}")
     return happened
 
 
 def promotion_of_latest() -> str:
     """The newest model version and its recorded promotion decision, in a few words."""
-    from ctpipe.datasets import get_dataset
-    from ctpipe.registry import client
+    from ctpipe.registry import versions
+    from ctpipe.tracking import connect
 
-    name = get_dataset().model_name
-    latest = max(client().search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    settings = Settings.from_env()
+    latest = versions(connect(settings).client, settings.dataset.model_name)[-1]
     return f"version {latest.version} {latest.tags.get('promotion_decision', 'undecided')}"
 
 
 def has_model_versions() -> bool:
-    from ctpipe.datasets import get_dataset
-    from ctpipe.registry import client
+    from ctpipe.registry import versions
+    from ctpipe.tracking import connect
 
-    return bool(client().search_model_versions(f"name = '{get_dataset().model_name}'"))
+    settings = Settings.from_env()
+    return bool(versions(connect(settings).client, settings.dataset.model_name))
 
 
-def model_story(drift_start: date) -> list[str]:
+def model_story(settings: Settings, drift_start: date) -> list[str]:
     """Model versions with their promotion decisions, the champion, and what the drift checks said."""
-    import mlflow
+    from ctpipe.registry import CHAMPION, alias_version, versions
+    from ctpipe.tracking import connect
 
-    from ctpipe.datasets import get_dataset
-    from ctpipe.registry import CHAMPION, alias_version, client
-    from ctpipe.tracking import configure
-
-    name = get_dataset().model_name
-    mlflow_client = client()
-    versions = sorted(mlflow_client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+    name = settings.dataset.model_name
+    tracking = connect(settings)
+    client = tracking.client
     lines = [f"Models ({name}):"]
-    for v in versions:
+    for v in versions(client, name):
         tags = v.tags
         lines.append(
             f"  version {v.version} [{tags.get('family')}, data to {tags.get('training_cutoff', '')[:10]}, "
             f"trigger: {tags.get('trigger', '')[:60]}]: {tags.get('promotion_decision', 'undecided')}; "
             f"{tags.get('promotion_reasons', '')}"
         )
-    champion = alias_version(mlflow_client, name, CHAMPION)
+    champion = alias_version(client, name, CHAMPION)
     if champion is not None:
         metrics = {k.removeprefix("holdout."): v for k, v in champion.tags.items() if k.startswith("holdout.")}
         shown = ", ".join(
             f"{k} {float(metrics[k]):.3f}" for k in ("roc_auc", "average_precision", "brier") if k in metrics
         )
         lines.append(f"Champion: version {champion.version} ({shown})")
-    runs = mlflow.search_runs(experiment_ids=[configure(kind="monitoring")], order_by=["tags.interval_end ASC"])
-    if len(runs):
-        ends = runs["tags.interval_end"].str[:10]
-        flagged = ends[runs["metrics.drifted_share"].notna() & runs["tags.reason"].str.startswith("drift")]
-        before = [d for d in flagged if d <= str(drift_start)]
+    runs = client.search_runs([tracking.experiment_id("monitoring")], order_by=["tags.interval_end ASC"])
+    if runs:
+        checked = [(r.data.tags["interval_end"][:10], r.data.tags) for r in runs]
+        flagged = [day for day, tags in checked if tags["reason"].startswith("drift")]
+        before = [day for day in flagged if day <= str(drift_start)]
         lines.append(
             f"Drift checks: {len(runs)}, drift flagged on {len(flagged)} days, first on "
-            f"{flagged.iloc[0] if len(flagged) else 'none'} "
+            f"{flagged[0] if flagged else 'none'} "
             f"(drift starts {drift_start}; flagged before it: {len(before)}); "
-            f"retrains requested: {int((runs['tags.decision'] == 'retrain').sum())}"
+            f"retrains requested: {sum(tags['decision'] == 'retrain' for _, tags in checked)}"
         )
     return lines
 
@@ -169,13 +189,10 @@ def model_story(drift_start: date) -> list[str]:
 def summary(settings: Settings, intervals: list[Interval], seconds: float, drift_start: date) -> str:
     from ctpipe.feature_store import load_store, online_features
 
-    dataset = get_dataset()
+    dataset = settings.dataset
     lines = [f"Ran ingest, features, monitoring and training over {len(intervals)} daily intervals in {seconds:.0f}s."]
     for table in dataset.tables:
-        reports = [
-            json.loads((settings.reports_dir / "validation" / table.name / f"{i.key}.json").read_text())
-            for i in intervals
-        ]
+        reports = [json.loads(artifacts.validation_report(settings, table.name, i).read_text()) for i in intervals]
         rows_in = sum(r["rows_in"] for r in reports)
         passed = sum(r["rows_passed"] for r in reports)
         quarantined = sum(r["rows_quarantined"] for r in reports)
@@ -183,15 +200,16 @@ def summary(settings: Settings, intervals: list[Interval], seconds: float, drift
     values = online_features(load_store(settings), dataset.feature_service, dataset.entity, ["LAB-001"])
     shown = ", ".join(f"{k}={v[0]:.3g}" if isinstance(v[0], float) else f"{k}={v[0]}" for k, v in values.items())
     lines.append(f"Online features ({dataset.feature_service}) for LAB-001: {shown}")
-    lines += model_story(drift_start)
-    docs = settings.gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+    lines += model_story(settings, drift_start)
     lines += [
         "",
         f"Lake:        {settings.lake_dir}/{{raw,validated,quarantine,features}}",
-        f"Validation:  {settings.reports_dir / 'validation'} (JSON per interval); Data Docs: file://{docs}",
-        f"Drift:       {settings.reports_dir / 'drift'} (Evidently HTML per interval, also in MLflow)",
+        f"Validation:  {artifacts.validation_reports_dir(settings)} (JSON per interval); "
+        f"Data Docs: file://{artifacts.data_docs_index(settings)}",
+        f"Drift:       {artifacts.drift_reports_dir(settings)} (Evidently HTML per interval, also in MLflow)",
         "Airflow UI:  make airflow   -> http://localhost:8080",
-        "MLflow UI:   make mlflow    -> http://localhost:5000 (models, aliases, tags, reports)",
+        "MLflow UI:   make mlflow    -> http://localhost:5000 (models, aliases, tags, evidence, reports)",
+        "Alias moves: python -m ctpipe.registry history",
         "Features:    make serve-features, then",
         "             curl -X POST localhost:6566/get-online-features "
         f"""-d '{{"feature_service": "{dataset.feature_service}", "entities": {{"{dataset.entity}": ["LAB-001"]}}}}'""",
@@ -211,8 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--first-model-after",
         type=int,
-        default=42,
-        help="days of data before the first model is trained (28 days of feature warm-up + 14 of training data)",
+        default=None,
+        help="days of data before the first model is trained; default: the longest feature window (28 days, "
+        "to fill it) plus the training plan's days (14)",
     )
     parser.add_argument("--verbose", action="store_true", help="show the runs' logs here instead of in state/logs")
     args = parser.parse_args(argv)
@@ -221,6 +240,8 @@ def main(argv: list[str] | None = None) -> None:
 
     started = time.perf_counter()
     settings = Settings.from_env()
+    if args.first_model_after is None:
+        args.first_model_after = settings.dataset.longest_window.days + TrainingPlan.days
     drift_start = args.drift_start or args.start + timedelta(days=args.days * 3 // 4)
     config = GeneratorConfig(start=args.start, days=args.days, rows_per_day=args.rows_per_day, drift_start=drift_start)
     settings.state_dir.mkdir(parents=True, exist_ok=True)

@@ -12,17 +12,18 @@ Both predict the probability of the positive label (a failed QC).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ctpipe.records import FAMILIES, Family
 
 if TYPE_CHECKING:
     import pandas as pd
     from sklearn.compose import ColumnTransformer
     from sklearn.pipeline import Pipeline
 
-Family = Literal["sklearn", "torch"]
-FAMILIES: tuple[Family, ...] = ("sklearn", "torch")
+__all__ = ["FAMILIES", "Family"]
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,34 @@ class TorchParams:
 PARAMS = {"sklearn": SklearnParams, "torch": TorchParams}
 
 
-def parse_params(family: Family, overrides: dict[str, str]) -> SklearnParams | TorchParams:
+def model_requirements(family: Family) -> list[str]:
+    """What a logged model needs to load, pinned to this environment.
+
+    Stating them spares MLflow a slow inference that loads the model. The torch family's
+    classifier class lives in ctpipe: the serving image installs the package.
+    """
+    from importlib.metadata import version
+
+    pinned = [f"{name}=={version(name)}" for name in ("scikit-learn", "pandas", "numpy", "scipy")]
+    return [f"torch=={version('torch').split('+')[0]}", *pinned] if family == "torch" else pinned
+
+
+def parse_params(family: Family, overrides: dict[str, Any]) -> SklearnParams | TorchParams:
     """The family's hyperparameters, with ``name=value`` overrides cast to each field's type."""
+    if family not in PARAMS:
+        raise ValueError(f"unknown model family {family!r}; choose one of {FAMILIES}")
     cls = PARAMS[family]
     known = {f.name: f.type for f in fields(cls)}
     unknown = sorted(set(overrides) - set(known))
     if unknown:
         raise ValueError(f"unknown {family} hyperparameter(s) {unknown}; known: {sorted(known)}")
-    cast = {name: (int if known[name] == "int" else float)(value) for name, value in overrides.items()}
+    cast = {}
+    for name, value in overrides.items():
+        kind = int if known[name] == "int" else float
+        try:
+            cast[name] = kind(value)
+        except ValueError:
+            raise ValueError(f"{family} hyperparameter {name} must be {kind.__name__}, got {value!r}") from None
     return cls(**cast)
 
 

@@ -1,272 +1,180 @@
-"""Drift monitoring with Evidently 0.7, and the retraining decision it feeds.
+"""The drift check of one interval: read both samples, score them, compare, decide, record.
 
-Reference: a sample of the champion's own training rows, logged with the model.
-Current: the latest validated window of events with their features as of each
-event. Both are scored by the champion, so the report covers every model input
-and the champion's predictions. Drift is measured as a distance (normed
-Wasserstein for numbers, Jensen-Shannon for categories) rather than a p-value:
-with thousands of rows a p-value flags differences too small to matter, a
-distance does not cry wolf.
+Reference: a sample of the champion's holdout rows, logged with the model. Current: the
+latest validated window of events with their features as of each event, never reaching
+into the data the champion was fitted on. Both are scored by the champion, so the report
+covers every model input and the champion's predictions. The statistics and the decision
+are ``ctpipe.drift``'s.
 
-The decision: retrain when the share of drifted inputs reaches
-``feature_share`` or the predictions drifted, unless a retrain was requested
-within the cooldown. Every check is an MLflow run of the monitoring
-experiment, with the HTML report, the drift metrics, and the decision and its
-reason as tags.
+Every check is an MLflow run of the monitoring experiment, with the Evidently HTML
+report, the drift metrics, and the decision and its reason as tags; the report is also
+kept under the state folder.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import TYPE_CHECKING
 
-from ctpipe.lake import Interval
+from ctpipe import artifacts
+from ctpipe.drift import PREDICTION, current_window, retrain_decision, run_report
+from ctpipe.lake import Lake
+from ctpipe.records import DriftCheck, Interval, Publication, RetrainRequest, TrainingSetSpec
+from ctpipe.registry import CHAMPION, alias_version
+from ctpipe.settings import ConfigurationError, Settings
+from ctpipe.tracking import Tracking, connect, load_model
+from ctpipe.training_set import events_with_features, model_columns
 
 if TYPE_CHECKING:
     import pandas as pd
 
-PREDICTION = "prediction"
-REFERENCE_ARTIFACT = "reference/reference.parquet"
 
-
-@dataclass(frozen=True)
-class DriftPolicy:
-    column_threshold: float = 0.1  # distance from which one column counts as drifted
-    feature_share: float = 0.3  # share of drifted inputs that triggers retraining
-    prediction_threshold: float = 0.1  # distance from which the predictions count as drifted
-    window_days: int = 7
-    cooldown_days: int = 7
-    reference_rows: int = 5000
-
-    @classmethod
-    def from_env(cls) -> DriftPolicy:
-        values: dict[str, Any] = {}
-        for name, default in asdict(cls()).items():
-            raw = os.environ.get(f"CTPIPE_DRIFT_{name.upper()}")
-            if raw:
-                try:
-                    values[name] = type(default)(raw)
-                except ValueError:
-                    raise ValueError(
-                        f"CTPIPE_DRIFT_{name.upper()} must be a {type(default).__name__}, got {raw!r}"
-                    ) from None
-        return cls(**values)
-
-
-def reference_sample(frame: pd.DataFrame, rows: int, seed: int = 0) -> pd.DataFrame:
-    return frame.sample(n=min(rows, len(frame)), random_state=seed).reset_index(drop=True)
-
-
-def drift_summary(snapshot_dict: dict[str, Any], features: list[str], policy: DriftPolicy) -> dict[str, Any]:
-    """Per-column distances out of an Evidently snapshot, and what they add up to."""
-    scores = {}
-    for metric in snapshot_dict["metrics"]:
-        config = metric.get("config", {})
-        if config.get("type", "").endswith(":ValueDrift"):
-            scores[config["column"]] = float(metric["value"])
-    missing = sorted(set([*features, PREDICTION]) - set(scores))
-    if missing:
-        raise RuntimeError(f"the drift report has no result for {missing}")
-    drifted = sorted(c for c in features if scores[c] >= policy.column_threshold)
-    share = len(drifted) / len(features)
-    prediction = scores[PREDICTION]
-    return {
-        "column_scores": {c: round(scores[c], 6) for c in features},
-        "drifted_columns": drifted,
-        "drifted_share": share,
-        "prediction_score": prediction,
-        "prediction_drifted": prediction >= policy.prediction_threshold,
-        "drift_detected": share >= policy.feature_share or prediction >= policy.prediction_threshold,
-    }
-
-
-def run_report(
-    reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], categorical: list[str], policy: DriftPolicy
-) -> tuple[Any, dict[str, Any]]:
-    """Evidently's data drift preset over the inputs and the predictions: (snapshot, summary)."""
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
-
-    columns = numeric + categorical + [PREDICTION]
-    definition = DataDefinition(numerical_columns=[*numeric, PREDICTION], categorical_columns=categorical)
-    report = Report(
-        [
-            DataDriftPreset(
-                columns=columns,
-                num_method="wasserstein",
-                cat_method="jensenshannon",
-                threshold=policy.column_threshold,
-                drift_share=policy.feature_share,
-            )
-        ]
-    )
-    snapshot = report.run(
-        Dataset.from_pandas(current[columns], data_definition=definition),
-        Dataset.from_pandas(reference[columns], data_definition=definition),
-    )
-    return snapshot, drift_summary(snapshot.dict(), numeric + categorical, policy)
-
-
-def retrain_decision(
-    summary: dict[str, Any], last_request: datetime | None, now: datetime, policy: DriftPolicy
-) -> tuple[bool, str]:
-    """(retrain?, why) -- the reason is what the branch task and the MLflow run show."""
-    if not summary["drift_detected"]:
-        return False, (
-            f"no drift: {len(summary['drifted_columns'])} drifted inputs ({summary['drifted_share']:.0%} < "
-            f"{policy.feature_share:.0%}), prediction distance {summary['prediction_score']:.3f} < "
-            f"{policy.prediction_threshold}"
-        )
-    what = (
-        f"drift: {summary['drifted_share']:.0%} of inputs drifted ({', '.join(summary['drifted_columns']) or 'none'}), "
-        f"prediction distance {summary['prediction_score']:.3f}"
-    )
-    if last_request is not None and now - last_request < timedelta(days=policy.cooldown_days):
-        return (
-            False,
-            f"{what}; but a retrain was requested at {last_request.isoformat()}, "
-            f"within the {policy.cooldown_days}-day cooldown",
-        )
-    return True, f"{what}: retrain"
-
-
-def current_window(end: datetime, champion_params: dict[str, str], policy: DriftPolicy) -> Interval | None:
-    """The newest ``window_days`` before ``end``, never reaching into the data the champion was fitted on.
-
-    Predictions on rows a model was fitted to are sharper than on new rows; comparing them
-    with the reference (the champion's holdout) would flag drift that is not there.
-    """
-    start = end - timedelta(days=policy.window_days)
-    fitted_until = datetime.fromisoformat(champion_params["cutoff"]) - timedelta(
-        days=int(champion_params["holdout_days"])
-    )
-    start = max(start, fitted_until)
-    return Interval(start, end) if end - start >= timedelta(days=1) else None
-
-
-def check(interval: Interval, policy: DriftPolicy | None = None) -> dict[str, Any]:
+def check(interval: Interval, settings: Settings | None = None) -> DriftCheck:
     """Run the drift check for the window ending at ``interval.end``; log it; return the decision."""
-    import mlflow
-    import pandas as pd
-
-    from ctpipe.datasets import get_dataset
     from ctpipe.feature_store import load_store
-    from ctpipe.lake import Lake
     from ctpipe.models import failure_probability
-    from ctpipe.registry import CHAMPION, alias_version, client
-    from ctpipe.settings import Settings
-    from ctpipe.tracking import configure
-    from ctpipe.training_set import events_with_features, model_columns
 
-    policy = policy or DriftPolicy.from_env()
-    settings = Settings.from_env()
-    dataset = get_dataset()
-    mlflow_client = client()
-    champion = alias_version(mlflow_client, dataset.model_name, CHAMPION)
+    settings = settings or Settings.from_env()
+    policy = settings.drift
+    dataset = settings.dataset
+    tracking = connect(settings)
+    client = tracking.client
+    champion = alias_version(client, dataset.model_name, CHAMPION)
     if champion is None:
-        return {"interval": interval.to_dict(), "retrain": False, "reason": "no champion to monitor yet"}
+        return DriftCheck(interval=interval, retrain=False, reason="no champion to monitor yet")
 
     numeric, categorical = model_columns(dataset)
     columns = numeric + categorical
-    reference = pd.read_parquet(
-        mlflow.artifacts.download_artifacts(run_id=champion.run_id, artifact_path=REFERENCE_ARTIFACT)
-    )
-    window = current_window(interval.end, mlflow_client.get_run(champion.run_id).data.params, policy)
+    window = current_window(interval.end, _training_set_of(tracking, champion.run_id).fitted_until, policy)
     if window is None:
-        return {
-            "interval": interval.to_dict(),
-            "retrain": False,
-            "reason": f"champion {champion.version} was fitted on data up to this interval: nothing unseen to check",
-        }
+        return DriftCheck(
+            interval=interval,
+            retrain=False,
+            reason=f"champion {champion.version} was fitted on data up to this interval: nothing unseen to check",
+            champion_version=str(champion.version),
+        )
+    reference = _reference_sample(tracking, champion.run_id)
     current = events_with_features(dataset, Lake(settings.lake_dir), load_store(settings), window)
-    model = mlflow.pyfunc.load_model(f"models:/{dataset.model_name}/{champion.version}")
+    model = load_model(tracking, f"models:/{dataset.model_name}/{champion.version}")
     reference[PREDICTION] = failure_probability(model, reference[columns])
     current[PREDICTION] = failure_probability(model, current[columns])
     snapshot, summary = run_report(reference, current, numeric, categorical, policy)
 
-    report_path = settings.reports_dir / "drift" / f"{interval.key}.html"
+    report_path = artifacts.drift_report(settings, interval)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(report_path))
 
-    experiment_id = configure(settings, kind="monitoring")
-    requested = mlflow.search_runs(
-        experiment_ids=[experiment_id],
-        filter_string="tags.decision = 'retrain'",
-        order_by=["tags.interval_end DESC"],
-        max_results=1,
-    )
-    earlier = requested[requested["tags.interval_end"] < interval.end.isoformat()] if len(requested) else requested
-    last = datetime.fromisoformat(earlier["tags.interval_end"].iloc[0]) if len(earlier) else None
-    retrain, reason = retrain_decision(summary, last, interval.end, policy)
-    with mlflow.start_run(run_name=f"drift @ {interval.end:%Y-%m-%d}") as run:
-        mlflow.set_tags(
-            {
-                "interval_start": interval.start.isoformat(),
-                "interval_end": interval.end.isoformat(),
-                "champion_version": champion.version,
-                "decision": "retrain" if retrain else "skip",
-                "reason": reason,
-                "drifted_columns": ",".join(summary["drifted_columns"]),
-                "report_uri": str(report_path),
-            }
-        )
-        mlflow.log_metrics(
-            {
-                "drifted_share": summary["drifted_share"],
-                "prediction_score": summary["prediction_score"],
-                "current_rows": float(len(current)),
-                **{f"drift.{c}": s for c, s in summary["column_scores"].items()},
-            }
-        )
-        mlflow.log_artifact(str(report_path), artifact_path="drift_report")
-    return {
-        "interval": interval.to_dict(),
-        "champion_version": champion.version,
-        "retrain": retrain,
+    experiment_id = tracking.experiment_id("monitoring")
+    retrain, reason = retrain_decision(summary, _last_retrain_request(tracking, interval), interval.end, policy)
+    run = client.create_run(experiment_id, run_name=f"drift @ {interval.end:%Y-%m-%d}")
+    run_id = run.info.run_id
+    report_uri = artifacts.run_artifact_uri(run_id, artifacts.drift_report_artifact(interval))
+    for key, value in {
+        "interval_start": interval.start.isoformat(),
+        "interval_end": interval.end.isoformat(),
+        "champion_version": str(champion.version),
+        "decision": "retrain" if retrain else "skip",
         "reason": reason,
+        "drifted_columns": ",".join(summary["drifted_columns"]),
+        "report_uri": report_uri,
+    }.items():
+        client.set_tag(run_id, key, value)
+    metrics = {
         "drifted_share": summary["drifted_share"],
         "prediction_score": summary["prediction_score"],
-        "drifted_columns": summary["drifted_columns"],
-        "report_uri": str(report_path),
-        "mlflow_run_id": run.info.run_id,
+        "current_rows": float(len(current)),
+        **{f"drift.{c}": s for c, s in summary["column_scores"].items()},
     }
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value)
+    client.log_artifact(run_id, str(report_path), artifacts.DRIFT_REPORT_DIR)
+    client.set_terminated(run_id)
+    return DriftCheck(
+        interval=interval,
+        retrain=retrain,
+        reason=reason,
+        champion_version=str(champion.version),
+        drifted_share=summary["drifted_share"],
+        prediction_score=summary["prediction_score"],
+        drifted_columns=tuple(summary["drifted_columns"]),
+        report_uri=report_uri,
+        mlflow_run_id=run_id,
+    )
 
 
-def interval_to_check(interval_end: str | None, asset_event_extras: list[dict[str, Any]]) -> Interval:
-    """The day ending at ``interval_end`` (manual run) or at the end of what the features asset materialized."""
-    if not interval_end:
-        ends = [e["materialized"]["end"] for e in asset_event_extras if e and "materialized" in e]
-        if not ends:
-            raise ValueError("no interval to check: give interval_end, or let the features asset trigger the run")
-        interval_end = max(ends)
-    end = datetime.fromisoformat(interval_end)
-    end = end if end.tzinfo else end.replace(tzinfo=UTC)
-    return Interval(end - timedelta(days=1), end)
+def _training_set_of(tracking: Tracking, run_id: str) -> TrainingSetSpec:
+    """The training set a model was trained on, from its run's parameters."""
+    params = tracking.client.get_run(run_id).data.params
+    return TrainingSetSpec(
+        dataset=params["dataset"],
+        feature_service=params["feature_service"],
+        cutoff=datetime.fromisoformat(params["cutoff"]),
+        days=int(params["days"]),
+        holdout_days=int(params["holdout_days"]),
+    )
 
 
-def recorded_check(interval: Interval) -> dict[str, Any] | None:
-    """The decision the latest drift check for ``interval`` recorded in MLflow, if any."""
+def _reference_sample(tracking: Tracking, run_id: str) -> pd.DataFrame:
     import mlflow
+    import pandas as pd
 
-    from ctpipe.tracking import configure
+    local = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path=artifacts.REFERENCE_SAMPLE, tracking_uri=tracking.uri
+    )
+    return pd.read_parquet(local)
 
-    experiment_id = configure(kind="monitoring")
-    runs = mlflow.search_runs(
-        experiment_ids=[experiment_id],
+
+def _last_retrain_request(tracking: Tracking, interval: Interval) -> datetime | None:
+    """When the newest drift check before this interval asked for a retrain (the cooldown counts from it).
+
+    Tags compare only for equality in MLflow's search: the newest requests come back, the earlier one is picked here.
+    """
+    runs = tracking.client.search_runs(
+        [tracking.experiment_id("monitoring")],
+        filter_string="tags.decision = 'retrain'",
+        order_by=["tags.interval_end DESC"],
+        max_results=200,
+    )
+    ends = [datetime.fromisoformat(run.data.tags["interval_end"]) for run in runs]
+    return next((end for end in ends if end < interval.end), None)
+
+
+def retrain_request(check: DriftCheck, forced: bool = False) -> RetrainRequest:
+    """What the monitoring DAG publishes for the training DAG: train up to the checked interval's end."""
+    reason = f"forced from the trigger form ({check.reason})" if forced and not check.retrain else check.reason
+    return RetrainRequest(cutoff=check.interval.end, reason=reason, drift_report=check.report_uri)
+
+
+def interval_to_check(interval_end: str | None, published: list[Publication]) -> Interval:
+    """The day ending at ``interval_end`` (manual run) or at the end of what the features asset materialized."""
+    if interval_end:
+        return Interval.ending(datetime.fromisoformat(interval_end))
+    if not published:
+        raise ConfigurationError("no interval to check: give interval_end, or let the features asset trigger the run")
+    return Interval.ending(max(p.materialized.end for p in published))
+
+
+def recorded_check(interval: Interval, settings: Settings | None = None) -> DriftCheck | None:
+    """The decision the latest drift check for ``interval`` recorded in MLflow, if any."""
+    tracking = connect(settings or Settings.from_env())
+    runs = tracking.client.search_runs(
+        [tracking.experiment_id("monitoring")],
         filter_string=f"tags.interval_end = '{interval.end.isoformat()}'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
-    if runs.empty:
+    if not runs:
         return None
-    run = runs.iloc[0]
-    return {
-        "decision": run["tags.decision"],
-        "reason": run["tags.reason"],
-        "drifted_share": float(run["metrics.drifted_share"]),
-        "prediction_score": float(run["metrics.prediction_score"]),
-        "report_uri": run["tags.report_uri"],
-        "run_id": run["run_id"],
-    }
+    run = runs[0]
+    tags, metrics = run.data.tags, run.data.metrics
+    return DriftCheck(
+        interval=interval,
+        retrain=tags["decision"] == "retrain",
+        reason=tags["reason"],
+        champion_version=tags.get("champion_version"),
+        drifted_share=metrics.get("drifted_share"),
+        prediction_score=metrics.get("prediction_score"),
+        drifted_columns=tuple(c for c in tags.get("drifted_columns", "").split(",") if c),
+        report_uri=tags.get("report_uri"),
+        mlflow_run_id=run.info.run_id,
+    )

@@ -1,277 +1,399 @@
-"""The MLflow model registry: versions, aliases, and champion/challenger promotion.
+"""The MLflow model registry: versions, their tags and descriptions, and aliases moved on the record.
 
-Every trained model becomes a new version of the dataset's registered model
-with the alias ``challenger`` and tags for its data interval, metrics and
-validation status. ``decide`` is the whole promotion policy, a pure function:
-the challenger must pass the absolute thresholds and beat the champion by the
-margin on the same holdout; the first model only needs the thresholds; a tie
-keeps the champion; a backfill never promotes. Promotion moves ``champion``
-and keeps the old one as ``previous_champion`` for a one-step rollback. The
-decision and its reasons go into the version's tags and description, where
-MLflow's model review shows them.
+Every trained model becomes a new version of the dataset's registered model, aliased
+``challenger``. Promotion moves ``champion`` and keeps the old one as
+``previous_champion`` for a one-step rollback. What decides a promotion is
+``ctpipe.promotion``; this module only carries decisions out, so that:
+
+* **No promotion acts on a stale review.** ``promote`` moves the alias only while the
+  champion is still the version the review compared against; otherwise it records why
+  not on the version (tags and description) and leaves it as challenger.
+* **Racing moves cannot interleave.** Every alias move happens under a registry-wide
+  lock held in MLflow itself: a registered model named ``<model>.alias-lock``, whose
+  creation is atomic in every MLflow backend (SQL stores and tracking servers alike).
+  Two promotions, or a promotion and a rollback, run one after the other, and each
+  re-reads the champion under the lock.
+* **Every move is on the record.** Each alias move is a tag ``alias_audit.<seq>`` of the
+  registered model: which alias, from which version to which, when, by whom or what, and
+  why. ``champion_on(when)`` answers "which version was champion then?" from MLflow alone.
+  A move made by hand in the MLflow UI bypasses the lock and the trail; the next recorded
+  move notices it and records it as a move "outside the pipeline" (when it was noticed).
+
+    python -m ctpipe.registry history               # the audit trail
+    python -m ctpipe.registry champion-on 2026-02-20T12:00:00+00:00
+    python -m ctpipe.registry set-champion 7 --reason "hotfix for the courier outage"
+    python -m ctpipe.registry rollback --reason "v8 mislabels plasma samples"
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import argparse
+import getpass
+import json
+import random
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ctpipe.promotion import stale_markdown, still_current
+from ctpipe.records import AliasMove, Promotion, RegisteredVersion
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
-METRIC = "roc_auc"  # higher is better; the one the margin applies to
+AUDIT_PREFIX = "alias_audit."
+LOCK_SUFFIX = ".alias-lock"
+LOCK_WAIT_S = 120.0  # how long a move waits for another to finish
+LOCK_STALE_S = 300.0  # a lock older than this was left by a process that died holding it
+LOCK_POLL_S, LOCK_POLL_MAX_S = 0.05, 2.0  # a waiter's first and longest pause between tries
+LOCK_LOOK_S = 5.0  # how often a waiter looks at who holds the lock
+LOCK_DESCRIPTION = (
+    "Held while the pipeline moves an alias of {model}; it exists for a moment. One older than "
+    "{stale:.0f} s was left by a process that died holding it, and the next move breaks it."
+)
 
 
-@dataclass(frozen=True)
-class PromotionPolicy:
-    min_roc_auc: float = 0.65
-    # No worse than a coin flip (0.25); unlike log loss it stays meaningful when the base rate moves.
-    max_brier: float = 0.25
-    margin: float = 0.005  # the challenger must beat the champion's roc_auc by more than this
-
-    @classmethod
-    def from_env(cls) -> PromotionPolicy:
-        def read(name: str, default: float) -> float:
-            raw = os.environ.get(name)
-            try:
-                return float(raw) if raw else default
-            except ValueError:
-                raise ValueError(f"{name} must be a number, got {raw!r}") from None
-
-        return cls(
-            min_roc_auc=read("CTPIPE_PROMOTION_MIN_ROC_AUC", cls.min_roc_auc),
-            max_brier=read("CTPIPE_PROMOTION_MAX_BRIER", cls.max_brier),
-            margin=read("CTPIPE_PROMOTION_MARGIN", cls.margin),
-        )
+class RegistryBusyError(RuntimeError):
+    """Another alias move held the registry's lock for too long; a retry may find it free."""
 
 
-@dataclass(frozen=True)
-class Decision:
-    promote: bool
-    reasons: list[str] = field(default_factory=list)
-
-    @property
-    def verdict(self) -> str:
-        return "promote" if self.promote else "keep_champion"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "verdict": self.verdict}
+class RegistryStateError(ValueError):
+    """The registry is not in a state that allows the move (nothing to roll back to)."""
 
 
-def decide(
-    challenger: dict[str, float],
-    champion: dict[str, float] | None,
-    policy: PromotionPolicy,
-    backfill: bool = False,
-) -> Decision:
-    """Whether the challenger replaces the champion, and why, in words a reviewer reads."""
-    reasons = []
-    passes = True
-    if challenger["roc_auc"] >= policy.min_roc_auc:
-        reasons.append(f"roc_auc {challenger['roc_auc']:.4f} >= threshold {policy.min_roc_auc:.4f}")
-    else:
-        passes = False
-        reasons.append(f"roc_auc {challenger['roc_auc']:.4f} below threshold {policy.min_roc_auc:.4f}")
-    if challenger["brier"] <= policy.max_brier:
-        reasons.append(f"brier {challenger['brier']:.4f} <= limit {policy.max_brier:.4f}")
-    else:
-        passes = False
-        reasons.append(f"brier {challenger['brier']:.4f} above limit {policy.max_brier:.4f}")
-
-    if champion is None:
-        beats = True
-        reasons.append("no champion yet: the first model only has to pass the thresholds")
-    else:
-        gain = challenger[METRIC] - champion[METRIC]
-        beats = gain > policy.margin
-        relation = "beats" if beats else ("ties" if abs(gain) <= policy.margin else "trails")
-        reasons.append(
-            f"{relation} the champion on the same holdout: {METRIC} {challenger[METRIC]:.4f} vs "
-            f"{champion[METRIC]:.4f} (gain {gain:+.4f}, margin {policy.margin:.4f})"
-        )
-    if backfill:
-        reasons.append("backfill run: promotion is never decided in a backfill")
-    return Decision(promote=passes and beats and not backfill, reasons=reasons)
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
-def client() -> Any:
-    from mlflow import MlflowClient
-
-    from ctpipe.tracking import configure
-
-    configure()
-    return MlflowClient()
+# -- versions -----------------------------------------------------------------------------------
 
 
-def alias_version(mlflow_client: Any, name: str, alias: str) -> Any | None:
+def alias_version(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return mlflow_client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
 
 
-def register_challenger(result: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
-    """Register a training result as a new version, aliased ``challenger`` and tagged for review."""
-    import mlflow
-
-    from ctpipe.datasets import get_dataset
-
-    name = get_dataset().model_name
-    mlflow_client = client()
-    from ctpipe.training_set import TrainingSetSpec
-
-    window = TrainingSetSpec(**result["training_set"]).window.to_dict()  # the data the model learned from
-    version = mlflow.register_model(result["model_uri"], name)
-    tags = {
-        "family": result["family"],
-        "run_id": result["run_id"],
-        "data_interval_start": window["start"],
-        "data_interval_end": window["end"],
-        "training_cutoff": result["training_set"]["cutoff"],
-        "feature_service": result["training_set"]["feature_service"],
-        "validation_status": validation_status(plan),
-        "trigger": plan.get("trigger", "manual"),
-        **{f"metric.{k}": f"{v:.6g}" for k, v in result["metrics"].items()},
-    }
-    for key, value in tags.items():
-        mlflow_client.set_model_version_tag(name, version.version, key, value)
-    mlflow_client.set_registered_model_alias(name, CHALLENGER, version.version)
-    return {"name": name, "version": version.version, "model_uri": f"models:/{name}/{version.version}"}
+def versions(client: MlflowClient, name: str) -> list[ModelVersion]:
+    """Every version of the registered model, oldest first."""
+    return sorted(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
 
 
-def decision_markdown(
-    decision: Decision, challenger: dict[str, float], champion: dict[str, float] | None, links: dict[str, str]
-) -> str:
-    rows = ["| metric | challenger | champion |", "|---|---|---|"]
-    for metric in sorted(challenger):
-        theirs = "-" if champion is None or metric not in champion else f"{champion[metric]:.4f}"
-        rows.append(f"| {metric} | {challenger[metric]:.4f} | {theirs} |")
-    reasons = "\n".join(f"- {r}" for r in decision.reasons)
-    evidence = "\n".join(f"- {label}: {url}" for label, url in links.items())
-    return f"**Decision: {decision.verdict}**\n\n{reasons}\n\n" + "\n".join(rows) + f"\n\nEvidence:\n{evidence}\n"
+def register_version(
+    client: MlflowClient, name: str, model_uri: str, run_id: str, tags: dict[str, str], run_link: str | None
+) -> RegisteredVersion:
+    """A new version of ``name`` from a logged model (``models:/m-...``), tagged, with a link to its run."""
+    from mlflow.exceptions import MlflowException
 
-
-def record_decision(
-    version: str,
-    decision: Decision,
-    challenger: dict[str, float],
-    champion: dict[str, float] | None,
-    champion_version: str | None,
-    links: dict[str, str],
-) -> None:
-    """Write the decision where MLflow's model review shows it: version tags and description."""
-    from ctpipe.datasets import get_dataset
-
-    name = get_dataset().model_name
-    mlflow_client = client()
-    tags = {
-        "promotion_decision": decision.verdict,
-        "promotion_reasons": " | ".join(decision.reasons),
-        "compared_with_version": champion_version or "none",
-        "validation_status": "passed" if decision.promote else "rejected",
-        **{f"holdout.{k}": f"{v:.6g}" for k, v in challenger.items()},
-        **({f"champion_holdout.{k}": f"{v:.6g}" for k, v in champion.items()} if champion else {}),
-        **{f"evidence.{k}": v for k, v in links.items()},
-    }
-    for key, value in tags.items():
-        mlflow_client.set_model_version_tag(name, version, key, value)
-    mlflow_client.update_model_version(
-        name, version, description=decision_markdown(decision, challenger, champion, links)
+    try:
+        client.create_registered_model(name)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    version = client.create_model_version(
+        name, source=model_uri, run_id=run_id, tags=tags, run_link=run_link, model_id=model_id
     )
+    return RegisteredVersion(name=name, version=str(version.version), run_id=run_id)
 
 
-def promote(version: str) -> dict[str, str | None]:
-    """Move ``champion`` to ``version``, keeping the current one as ``previous_champion``."""
-    from ctpipe.datasets import get_dataset
-
-    name = get_dataset().model_name
-    mlflow_client = client()
-    current = alias_version(mlflow_client, name, CHAMPION)
-    if current is not None and str(current.version) != str(version):
-        mlflow_client.set_registered_model_alias(name, PREVIOUS, str(current.version))
-    mlflow_client.set_registered_model_alias(name, CHAMPION, str(version))
-    return {"champion": str(version), "previous_champion": str(current.version) if current else None}
+def annotate(client: MlflowClient, name: str, version: str, tags: dict[str, str], description: str | None) -> None:
+    """Tags and the description of a version: where MLflow's model review shows a decision."""
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    if description is not None:
+        client.update_model_version(name, version, description=description)
 
 
-def rollback() -> dict[str, str]:
+# -- the lock -----------------------------------------------------------------------------------
+
+
+@contextmanager
+def alias_lock(client: MlflowClient, name: str, holder: str, wait: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold the registry-wide lock on ``name``'s aliases for the block.
+
+    The lock is a registered model that exists only while held: creating a registered model
+    whose name exists fails atomically in every MLflow store, so exactly one creator wins.
+    """
+    from mlflow.exceptions import MlflowException
+
+    lock = name + LOCK_SUFFIX
+    token = f"{holder} #{uuid.uuid4().hex[:12]}"
+    deadline = time.monotonic() + wait
+    backoff, looked = LOCK_POLL_S, None
+    while True:
+        try:
+            client.create_registered_model(
+                lock,
+                tags={"holder": token},
+                description=LOCK_DESCRIPTION.format(model=name, stale=LOCK_STALE_S),
+            )
+            break
+        except MlflowException as error:
+            # Taken; or taken and released while the store looked it up (it then says "not found"); or,
+            # on SQLite, another writer holds the database for a moment. Each means: try again shortly.
+            if error.error_code not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST") and (
+                "database is locked" not in str(error)
+            ):
+                raise
+        # Now and then, look at who holds it: our own creation whose answer was lost (the client
+        # retried it), or a lock left by a process that died holding it.
+        if looked is None or time.monotonic() - looked > LOCK_LOOK_S:
+            looked = time.monotonic()
+            held = _lock_holder(client, lock)
+            if held is not None and held[0] == token:
+                break
+            if held is not None and time.time() - held[1] / 1000 > LOCK_STALE_S:
+                _release(client, lock, held[0])
+                continue
+        if time.monotonic() > deadline:
+            raise RegistryBusyError(
+                f"the aliases of {name} stayed locked for {wait:.0f} s by {_lock_holder(client, lock)}; "
+                "another alias move is running or died holding the lock"
+            )
+        # Exponential backoff with full jitter: many waiters must not drown the holder's own requests.
+        time.sleep(random.uniform(0, backoff))
+        backoff = min(backoff * 2, LOCK_POLL_MAX_S)
+    try:
+        yield
+    finally:
+        _release(client, lock, token)
+
+
+def _lock_holder(client: MlflowClient, lock: str) -> tuple[str, int] | None:
+    """(holder, creation time in ms) of the lock, or None when it is free."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(lock)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+        raise
+    return model.tags.get("holder", ""), model.creation_timestamp
+
+
+def _release(client: MlflowClient, lock: str, token: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    held = _lock_holder(client, lock)
+    if held is None or held[0] != token:
+        return
+    try:
+        client.delete_registered_model(lock)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+
+
+# -- the audit trail ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Aliases:
+    """The registered model's aliases and the end of its audit trail, read once and kept up to date."""
+
+    live: dict[str, str]  # alias -> version
+    recorded: dict[str, str | None]  # alias -> where its last recorded move left it
+    next_entry: int
+
+
+def _read(client: MlflowClient, name: str) -> _Aliases:
+    model = client.get_registered_model(name)
+    trail = _trail(model.tags)
+    recorded: dict[str, str | None] = {}
+    for move in trail:
+        recorded[move.alias] = move.to_version
+    numbers = [int(k.removeprefix(AUDIT_PREFIX)) for k in model.tags if k.startswith(AUDIT_PREFIX)]
+    live = {alias: str(version) for alias, version in (model.aliases or {}).items()}
+    return _Aliases(live=live, recorded=recorded, next_entry=max(numbers, default=0) + 1)
+
+
+def _trail(tags: dict[str, str]) -> list[AliasMove]:
+    entries = sorted((int(k.removeprefix(AUDIT_PREFIX)), v) for k, v in tags.items() if k.startswith(AUDIT_PREFIX))
+    return [AliasMove.from_dict(json.loads(value)) for _, value in entries]
+
+
+def audit_trail(client: MlflowClient, name: str) -> list[AliasMove]:
+    """Every recorded alias move of ``name``, oldest first."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _trail(client.get_registered_model(name).tags)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return []
+        raise
+
+
+def alias_on(client: MlflowClient, name: str, alias: str, when: datetime) -> str | None:
+    """The version ``alias`` pointed at, at instant ``when``, by the audit trail (None: not set then)."""
+    held = None
+    for move in audit_trail(client, name):
+        if move.alias == alias and move.at <= when:
+            held = move.to_version
+    return held
+
+
+def champion_on(client: MlflowClient, name: str, when: datetime) -> str | None:
+    """Which version was champion at ``when``: the question a reviewer asks of an incident."""
+    return alias_on(client, name, CHAMPION, when)
+
+
+def _move(
+    client: MlflowClient, name: str, state: _Aliases, alias: str, version: str | None, by: str, reason: str
+) -> list[AliasMove]:
+    """Point ``alias`` at ``version`` (None removes it), record it, and keep ``state`` up to date."""
+    live = state.live.get(alias)
+    moves = []
+    if state.recorded.get(alias) != live:  # moved by hand since the last recorded move
+        was = state.recorded.get(alias)
+        moves.append(
+            AliasMove(
+                alias=alias,
+                from_version=was,
+                to_version=live,
+                at=now(),
+                by="outside the pipeline",
+                reason=f"noticed at the next recorded move: the alias was on version {live}, last recorded on {was}",
+            )
+        )
+    if live != version:
+        if version is None:
+            client.delete_registered_model_alias(name, alias)
+            state.live.pop(alias, None)
+        else:
+            client.set_registered_model_alias(name, alias, version)
+            state.live[alias] = version
+        moves.append(AliasMove(alias=alias, from_version=live, to_version=version, at=now(), by=by, reason=reason))
+    for move in moves:
+        key = f"{AUDIT_PREFIX}{state.next_entry:06d}"
+        client.set_registered_model_tag(name, key, json.dumps(move.to_dict(), separators=(",", ":")))
+        state.next_entry += 1
+        state.recorded[alias] = move.to_version
+    return moves
+
+
+def move_alias(
+    client: MlflowClient, name: str, alias: str, version: str | None, by: str, reason: str
+) -> list[AliasMove]:
+    """Point ``alias`` at ``version`` (None removes it) and record it; call it under ``alias_lock``.
+
+    Returns the moves recorded: none when the alias is already there; two when it was found
+    moved by hand since the last recorded move (that move is recorded first, as noticed now).
+    """
+    return _move(client, name, _read(client, name), alias, version, by, reason)
+
+
+# -- the moves the pipeline makes ---------------------------------------------------------------
+
+
+def mark_challenger(client: MlflowClient, name: str, version: str, by: str, reason: str) -> list[AliasMove]:
+    with alias_lock(client, name, by):
+        return move_alias(client, name, CHALLENGER, version, by, reason)
+
+
+def promote(
+    client: MlflowClient, name: str, version: str, compared_with: str | None, by: str, reason: str
+) -> Promotion:
+    """Make ``version`` champion if the review's champion (``compared_with``) still is; record either way."""
+    with alias_lock(client, name, by):
+        return _promote(client, name, _read(client, name), version, compared_with, by, reason)
+
+
+def set_champion(client: MlflowClient, name: str, version: str, by: str, reason: str) -> Promotion:
+    """A person's move, from the command line: champion to ``version`` whatever the reviews said."""
+    with alias_lock(client, name, by):
+        state = _read(client, name)
+        return _promote(client, name, state, version, state.live.get(CHAMPION), by, reason)
+
+
+def _promote(
+    client: MlflowClient, name: str, state: _Aliases, version: str, compared_with: str | None, by: str, reason: str
+) -> Promotion:
+    """``promote``'s work, under the lock."""
+    current = state.live.get(CHAMPION)
+    fresh, why = still_current(compared_with, current)
+    if not fresh:
+        at = now().isoformat()
+        description = client.get_model_version(name, version).description or ""
+        annotate(
+            client,
+            name,
+            version,
+            {"promotion_outcome": "not_promoted", "promotion_outcome_reason": why, "promotion_outcome_at": at},
+            stale_markdown(description, why, at),
+        )
+        return Promotion(version, False, current, state.live.get(PREVIOUS), why)
+    moves: list[AliasMove] = []
+    if current is not None and current != version:
+        moves += _move(client, name, state, PREVIOUS, current, by, f"replaced as champion by version {version}")
+    moves += _move(client, name, state, CHAMPION, version, by, reason)
+    annotate(client, name, version, {"promotion_outcome": "promoted", "promotion_outcome_at": now().isoformat()}, None)
+    return Promotion(version, True, version, state.live.get(PREVIOUS), why, tuple(moves))
+
+
+def rollback(client: MlflowClient, name: str, by: str, reason: str) -> Promotion:
     """Restore ``previous_champion`` as ``champion``; the demoted version is tagged with why."""
-    from ctpipe.datasets import get_dataset
-
-    name = get_dataset().model_name
-    mlflow_client = client()
-    previous = alias_version(mlflow_client, name, PREVIOUS)
-    if previous is None:
-        raise ValueError(f"{name} has no {PREVIOUS} alias: nothing to roll back to")
-    current = alias_version(mlflow_client, name, CHAMPION)
-    mlflow_client.set_registered_model_alias(name, CHAMPION, previous.version)
-    mlflow_client.delete_registered_model_alias(name, PREVIOUS)
-    if current is not None:
-        mlflow_client.set_model_version_tag(name, current.version, "rolled_back", f"replaced by {previous.version}")
-    return {"champion": previous.version, "demoted": current.version if current else None}
+    with alias_lock(client, name, by):
+        state = _read(client, name)
+        restored = state.live.get(PREVIOUS)
+        if restored is None:
+            raise RegistryStateError(f"{name} has no {PREVIOUS} alias: nothing to roll back to")
+        demoted = state.live.get(CHAMPION)
+        moves = _move(client, name, state, CHAMPION, restored, by, f"rollback: {reason}")
+        moves += _move(client, name, state, PREVIOUS, None, by, f"rollback: version {restored} is champion again")
+        if demoted is not None:
+            client.set_model_version_tag(name, demoted, "rolled_back", f"replaced by {restored}: {reason}")
+        return Promotion(restored, True, restored, None, f"rollback from version {demoted}: {reason}", tuple(moves))
 
 
-def interval_ending(cutoff: str) -> Any:
-    from datetime import datetime, timedelta
-
-    from ctpipe.lake import Interval
-
-    end = datetime.fromisoformat(cutoff)
-    return Interval(end - timedelta(days=1), end)
+# -- the command line ---------------------------------------------------------------------------
 
 
-def evidence(plan: dict[str, Any]) -> dict[str, str]:
-    """Where a reviewer finds the data behind a decision: validation report, Data Docs, drift report."""
-    from ctpipe.datasets import get_dataset
+def main(argv: list[str] | None = None) -> None:
     from ctpipe.settings import Settings
+    from ctpipe.tracking import connect
+
+    parser = argparse.ArgumentParser(description="The registered model's aliases: history, and moves by hand.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("history", help="every recorded alias move")
+    on = commands.add_parser("champion-on", help="which version was champion at an instant")
+    on.add_argument("when", type=datetime.fromisoformat)
+    manual = commands.add_parser("set-champion", help="make a version champion, recorded as a manual move")
+    manual.add_argument("version")
+    manual.add_argument("--reason", required=True)
+    back = commands.add_parser("rollback", help="restore previous_champion")
+    back.add_argument("--reason", required=True)
+    args = parser.parse_args(argv)
 
     settings = Settings.from_env()
-    interval = interval_ending(plan["cutoff"])
-    reports = settings.reports_dir / "validation" / get_dataset().events.name
-    links = {
-        "validation_report": str(reports / f"{interval.key}.json"),
-        "data_docs": str(settings.gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"),
-    }
-    if plan.get("drift_report"):
-        links["drift_report"] = plan["drift_report"]
-    return links
+    client = connect(settings).client
+    name = settings.dataset.model_name
+    by = f"{getpass.getuser()} (command line)"
+    result: Any
+    if args.command == "history":
+        result = [m.to_dict() for m in audit_trail(client, name)]
+    elif args.command == "champion-on":
+        when = args.when if args.when.tzinfo else args.when.replace(tzinfo=UTC)
+        result = {"when": when.isoformat(), "champion": champion_on(client, name, when)}
+    elif args.command == "set-champion":
+        result = set_champion(client, name, args.version, by, args.reason).to_dict()
+    else:
+        result = rollback(client, name, by, args.reason).to_dict()
+    print(json.dumps(result, indent=2))
 
 
-def validation_status(plan: dict[str, Any]) -> str:
-    """The validation outcome of the interval that ends at the training cutoff."""
-    import json
-    from pathlib import Path
-
-    report = Path(evidence(plan)["validation_report"])
-    return json.loads(report.read_text())["status"] if report.exists() else "unknown"
-
-
-def review(registered: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
-    """Score challenger and champion on the same recent holdout, decide, and record the decision."""
-    from datetime import datetime
-
-    from ctpipe.evaluation import compare
-
-    mlflow_client = client()
-    champion = alias_version(mlflow_client, registered["name"], CHAMPION)
-    champion_uri = f"models:/{registered['name']}/{champion.version}" if champion else None
-    comparison = compare(
-        registered["model_uri"], champion_uri, datetime.fromisoformat(plan["cutoff"]), plan["holdout_days"]
-    )
-    decision = decide(comparison["challenger"], comparison["champion"], PromotionPolicy.from_env(), plan["backfill"])
-    record_decision(
-        str(registered["version"]),
-        decision,
-        comparison["challenger"],
-        comparison["champion"],
-        str(champion.version) if champion else None,
-        evidence(plan),
-    )
-    return {
-        **decision.to_dict(),
-        "version": str(registered["version"]),
-        "champion_version": str(champion.version) if champion else None,
-        "challenger": comparison["challenger"],
-        "champion": comparison["champion"],
-        "holdout_rows": comparison["holdout_rows"],
-    }
+if __name__ == "__main__":
+    main()

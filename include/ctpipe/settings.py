@@ -1,22 +1,47 @@
-"""How a deployment is configured: environment variables with embedded defaults.
+"""Every setting of a deployment, read and checked in this one module.
 
-Nothing here touches the disk or the network; call ``Settings.from_env()`` at
-task time. Every value has a default that works on a laptop with no services,
-rooted in one state folder (``<repo>/state`` unless ``CTPIPE_STATE_DIR`` says
-otherwise). Production overrides them through the environment (secret-bearing values
-filled from a secret store); messages quote settings only through ``hide_passwords``.
+The embedded default needs no configuration: every value has a default that works on a
+laptop with no services, rooted in one state folder (``<AIRFLOW_HOME or repo>/state``).
+Production sets environment variables (``VARIABLES`` lists them all; the README's
+configuration table is the same list). Nothing else in the package reads the
+environment for the project's settings.
+
+``Settings.from_env()`` takes a snapshot of the environment; each accessor parses and
+checks its own variables when first asked, so a malformed value fails the task that
+needs it, not every task. A missing, malformed or out-of-range value raises
+``ConfigurationError`` naming the variable, the value (passwords hidden) and what is
+allowed; the DAGs fail such a task at once, without retries, since no retry fixes a
+setting. Messages quote settings only through ``hide_passwords``.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
+from ctpipe.datasets import DATASETS, get_dataset
+from ctpipe.drift import DriftPolicy
+from ctpipe.promotion import PromotionPolicy
+
+if TYPE_CHECKING:
+    from ctpipe.datasets.spec import DatasetSpec
+
+T = TypeVar("T")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# Where feature_repo/ is when the package is installed apart from the checkout (an image).
-FEATURE_REPO = Path(os.environ.get("CTPIPE_FEATURE_REPO") or PROJECT_ROOT / "feature_repo")
+
+
+class ConfigurationError(ValueError):
+    """A setting is missing, malformed or out of range: a deployment mistake that no retry fixes.
+
+    The DAGs fail such a task at once instead of retrying it (``ctpipe.dag_policy.fail_fast_on_configuration_error``).
+    """
 
 
 def hide_passwords(text: str) -> str:
@@ -29,62 +54,339 @@ def hide_passwords(text: str) -> str:
     return re.sub(r"(password=)[^,}'\"\s]*", r"\1***", text, flags=re.IGNORECASE)
 
 
-class ConfigurationError(ValueError):
-    """A setting is missing or malformed: a deployment mistake that no retry fixes.
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable the project reads: its default and what a valid value is, in words."""
 
-    Each stage raises a subclass naming the setting; the DAGs fail such a task at once
-    instead of retrying it (``ctpipe.dag_policy.fail_fast_on_configuration_error``).
-    """
+    name: str
+    default: str  # as the README shows it
+    allowed: str
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
+def _variables(*variables: Variable) -> dict[str, Variable]:
+    return {v.name: v for v in variables}
+
+
+_DNS_NAME = "a Kubernetes name: lowercase letters, digits, '-' and '.', at most 253 characters"
+_YAML_STORE = "a one-line YAML mapping with a {key!r} key, e.g. {example}"
+_STORE_EXAMPLES = {
+    "CTPIPE_FEAST_REGISTRY": ("path", '{registry_type: sql, path: "postgresql+psycopg://feast@db:5432/feast"}'),
+    "CTPIPE_FEAST_ONLINE_STORE": ("type", '{type: redis, connection_string: "redis:6379"}'),
+    "CTPIPE_FEAST_OFFLINE_STORE": ("type", "{type: file}"),
+}
+# Every variable of the project, with its default as the README shows it.
+VARIABLES = _variables(
+    Variable("AIRFLOW_HOME", "the repository root (Makefile)", "a folder; the state folder defaults to its state/"),
+    Variable("CTPIPE_STATE_DIR", "`state/` under `AIRFLOW_HOME`", "a folder path (created when needed)"),
+    Variable("CTPIPE_LAKE_DIR", "`<state>/lake`", "a folder path (created when needed)"),
+    Variable("CTPIPE_FEATURES_DIR", "`<lake>/features`", "a folder path: where the Feast file source reads"),
+    Variable("CTPIPE_FEATURE_REPO", "`feature_repo/` of the checkout", "a folder holding feature_store.yaml"),
+    Variable("CTPIPE_DATASET", "`lab_qc`", f"one of {sorted(DATASETS)}"),
+    Variable("CTPIPE_SOURCE_CONN_ID", "`ctpipe_source`", "an Airflow connection id: letters, digits, '_', '-', '.'"),
+    Variable("CTPIPE_START_DATE", "2026-01-01", "an ISO date like 2026-01-01 (UTC)"),
+    Variable("CTPIPE_MAX_BAD_ROW_SHARE", "0.2", "a share between 0 and 1, e.g. 0.2"),
+    Variable("CTPIPE_EXTRACT_CHUNK_ROWS", "50000", "a whole number of rows, at least 1"),
+    Variable("CTPIPE_FEAST_PROJECT", "`ctpipe`", "letters, digits, '_' and '-', not starting with '_' or '-'"),
+    *(
+        Variable(name, default, _YAML_STORE.format(key=key, example=example))
+        for (name, (key, example)), default in zip(
+            _STORE_EXAMPLES.items(),
+            ("file registry in `<state>/feast`", "SQLite in `<state>/feast`", "`{type: file}`"),
+            strict=True,
+        )
+    ),
+    Variable(
+        "MLFLOW_TRACKING_URI",
+        "SQLite in `<state>/mlflow`",
+        "a tracking server http(s)://host:port, or a database store such as sqlite:///path/to/mlflow.db",
+    ),
+    Variable("MLFLOW_TRACKING_USERNAME", "none", "an MLflow user name, without spaces or ':'"),
+    Variable("CTPIPE_MLFLOW_UI_URL", "the tracking server, else `http://localhost:5000`", "an http(s):// URL"),
+    Variable("CTPIPE_TRAINING_BACKEND", "`local`", "'local' or 'kubernetes'"),
+    Variable("CTPIPE_TRAINING_IMAGE", "`ctpipe-training:latest`", "a container image reference, without spaces"),
+    Variable("CTPIPE_TRAINING_CPU", "2", "a Kubernetes CPU quantity such as 2, 1.5 or 500m"),
+    Variable("CTPIPE_TRAINING_MEMORY", "`4Gi`", "a Kubernetes memory quantity such as 4Gi or 512Mi"),
+    Variable("CTPIPE_TRAINING_GPUS", "0", "a whole number of GPUs, 0 or more"),
+    Variable("CTPIPE_TRAINING_SECRET", "none", _DNS_NAME),
+    Variable("CTPIPE_TRAINING_PULL_POLICY", "`IfNotPresent`", "Always, IfNotPresent or Never"),
+    Variable("CTPIPE_K8S_NAMESPACE", "`ctpipe`", "a Kubernetes namespace: lowercase letters, digits and '-', ≤ 63"),
+    Variable("CTPIPE_K8S_SERVICE_ACCOUNT", "`ctpipe-training`", _DNS_NAME),
+    Variable("CTPIPE_K8S_STATE_PVC", "none", _DNS_NAME),
+    Variable("CTPIPE_PROMOTION_MIN_ROC_AUC", "0.65", "a number between 0 and 1"),
+    Variable("CTPIPE_PROMOTION_MAX_BRIER", "0.25", "a number between 0 and 1"),
+    Variable("CTPIPE_PROMOTION_MARGIN", "0.005", "a number between -1 and 1 (the roc_auc gain to beat)"),
+    Variable("CTPIPE_DRIFT_COLUMN_THRESHOLD", "0.1", "a distance above 0"),
+    Variable("CTPIPE_DRIFT_FEATURE_SHARE", "0.3", "a share above 0 and at most 1"),
+    Variable("CTPIPE_DRIFT_PREDICTION_THRESHOLD", "0.1", "a distance above 0"),
+    Variable("CTPIPE_DRIFT_WINDOW_DAYS", "7", "a whole number of days, at least 1"),
+    Variable("CTPIPE_DRIFT_COOLDOWN_DAYS", "7", "a whole number of days, 0 or more"),
+    Variable("CTPIPE_DRIFT_REFERENCE_ROWS", "5000", "a whole number of rows, at least 100"),
+)
+FEAST_VARIABLES = ("CTPIPE_FEAST_PROJECT", *_STORE_EXAMPLES)
+# What a training pod needs to reach the same stores as the scheduler's workers. A value that carries a
+# credential (a password in a URL, a Redis password=) is never copied into the pod spec: the pod gets it
+# from the Kubernetes Secret named by CTPIPE_TRAINING_SECRET.
+FORWARDED_TO_TRAINING = (
+    "MLFLOW_TRACKING_URI",
+    "CTPIPE_DATASET",
+    "CTPIPE_STATE_DIR",
+    "CTPIPE_LAKE_DIR",
+    "CTPIPE_FEATURES_DIR",
+    *FEAST_VARIABLES,
+)
+CREDENTIAL = re.compile(r"://[^/@\s]*:[^/@\s]+@|password=", re.IGNORECASE)
+# Where a training pod mounts the state volume (the lake) when CTPIPE_K8S_STATE_PVC names its claim.
+DEFAULT_STATE_MOUNT = "/opt/ctpipe/state"
+# Tracking-store schemes MLflow itself provides (databases also as ``scheme+driver``); plugins add theirs.
+MLFLOW_SCHEMES = {
+    "http",
+    "https",
+    "databricks",
+    "databricks-uc",
+    "uc",
+    "file",
+    "sqlite",
+    "postgresql",
+    "mysql",
+    "mssql",
+}
+
+
+# -- parsers: each raises ValueError with the problem in a few words ------------------------------
+
+
+def _number(low: float, high: float | None = None, low_open: bool = False) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("is not a number") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("is not a finite number")
+        if value < low or (low_open and value == low):
+            raise ValueError(f"is {'at or ' if low_open else ''}below {low:g}")
+        if high is not None and value > high:
+            raise ValueError(f"is above {high:g}")
+        return value
+
+    return parse
+
+
+def _whole(low: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError("is not a whole number") from None
+        if value < low:
+            raise ValueError(f"is below {low}")
+        return value
+
+    return parse
+
+
+def _matching(pattern: str, problem: str = "is not allowed") -> Callable[[str], str]:
+    compiled = re.compile(pattern)
+
+    def parse(raw: str) -> str:
+        if not compiled.fullmatch(raw):
+            raise ValueError(problem)
+        return raw
+
+    return parse
+
+
+def _one_of(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError("is not one of them")
+        return raw
+
+    return parse
+
+
+def _folder(raw: str) -> Path:
+    path = Path(raw).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise ValueError("is a file, not a folder")
+    return path
+
+
+def _iso_date(raw: str) -> datetime:
     try:
-        return float(raw)
+        value = datetime.fromisoformat(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+        raise ValueError("is not an ISO date") from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("is not an http(s) URL with a host")
+    return raw.rstrip("/")
+
+
+def _tracking_uri(raw: str) -> str:
+    """A URI MLflow has a tracking store for. A value without a scheme is refused too: MLflow would take it
+    for a folder (``host:5000`` included) and use its file store, which MLflow 3 no longer accepts."""
+    try:
+        parts = urlsplit(raw)
+        port = parts.port  # parsed lazily: a port that is not a number raises here
+    except ValueError as error:
+        raise ValueError(f"is malformed ({error})") from None
+    scheme = parts.scheme.lower()
+    if not scheme:
+        raise ValueError("is not a URI, it has no scheme")
+    if scheme.split("+", 1)[0] not in MLFLOW_SCHEMES and scheme not in _plugin_schemes():
+        raise ValueError(f"has a scheme MLflow does not support ({scheme!r})")
+    if scheme in ("http", "https") and (not parts.hostname or port == 0):
+        raise ValueError("names no host and port to reach")
+    return raw
+
+
+def _plugin_schemes() -> set[str]:
+    from importlib.metadata import entry_points
+
+    return {entry.name for entry in entry_points(group="mlflow.tracking_store")}
+
+
+def _store_mapping(key: str) -> Callable[[str], dict[str, Any]]:
+    def parse(raw: str) -> dict[str, Any]:
+        import yaml
+
+        try:
+            # Parsed in place, as Feast parses it after expanding ${VAR} into feature_store.yaml.
+            parsed = yaml.safe_load(f"value: {raw}")["value"]
+        except yaml.YAMLError as error:
+            raise ValueError(f"does not parse as YAML in feature_store.yaml ({str(error).splitlines()[0]})") from None
+        if not isinstance(parsed, dict) or not parsed.get(key):
+            raise ValueError(f"is not a mapping with a {key!r} key")
+        return parsed
+
+    return parse
+
+
+def redis_nodes(online_store: Mapping[str, Any]) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """The ``(host, port)`` nodes and the parameters of a Redis online store's ``connection_string``.
+
+    Parsed as Feast parses it: ``host:port[,host:port...][,name=value...]``.
+    """
+    import json
+
+    connection = str(online_store.get("connection_string", "localhost:6379"))
+    nodes: list[tuple[str, int]] = []
+    params: dict[str, Any] = {}
+    for part in connection.split(","):
+        if "=" in part:
+            name, _, value = part.partition("=")
+            try:
+                params[name] = json.loads(value)
+            except json.JSONDecodeError:
+                params[name] = value
+            continue
+        host, _, port = part.partition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"has a connection_string that is not host:port[,name=value...] ({connection!r})")
+        nodes.append((host, int(port)))
+    if not nodes:
+        raise ValueError(f"has a connection_string that names no host:port ({connection!r})")
+    return nodes, params
+
+
+def strip_credentials(url: str) -> str:
+    """``url`` without the ``user:password@`` part, for a link a person follows."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return url
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+# -- the settings ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
+class TrainingPod:
+    """Where and how a training pod runs (``CTPIPE_TRAINING_*``, ``CTPIPE_K8S_*``)."""
+
+    image: str = "ctpipe-training:latest"
+    namespace: str = "ctpipe"
+    service_account: str = "ctpipe-training"
+    image_pull_policy: str = "IfNotPresent"
+    cpu: str = "2"
+    memory: str = "4Gi"
+    gpus: int = 0
+    secret: str | None = None  # a Kubernetes Secret whose keys become env vars (MLflow credentials...)
+    state_claim: str | None = None  # a PersistentVolumeClaim holding the state folder (the lake), shared
+    env: dict[str, str] = field(default_factory=dict)  # the workers' store settings, minus credentials
+
+    @property
+    def state_mount(self) -> str:
+        return self.env.get("CTPIPE_STATE_DIR", DEFAULT_STATE_MOUNT)
+
+
 class Settings:
-    state_dir: Path
-    lake_dir: Path
-    source_conn_id: str = "ctpipe_source"
-    # An interval fails validation when more than this share of its rows is bad.
-    max_bad_row_share: float = 0.2
-    # Rows fetched from the source per round trip; bounds extraction memory.
-    extract_chunk_rows: int = 50_000
+    """Typed accessors over a snapshot of the environment; each checks its variables when first read."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self._environ = dict(environ)
 
     @classmethod
     def from_env(cls) -> Settings:
-        airflow_home = os.environ.get("AIRFLOW_HOME")
-        default_state = (Path(airflow_home) if airflow_home else PROJECT_ROOT) / "state"
-        state_dir = Path(os.environ.get("CTPIPE_STATE_DIR") or default_state).resolve()
-        share = _env_float("CTPIPE_MAX_BAD_ROW_SHARE", cls.max_bad_row_share)
-        if not 0.0 <= share <= 1.0:
-            raise ValueError(f"CTPIPE_MAX_BAD_ROW_SHARE must be between 0 and 1, got {share}")
-        chunk = int(_env_float("CTPIPE_EXTRACT_CHUNK_ROWS", cls.extract_chunk_rows))
-        if chunk < 1:
-            raise ValueError(f"CTPIPE_EXTRACT_CHUNK_ROWS must be positive, got {chunk}")
-        return cls(
-            state_dir=state_dir,
-            lake_dir=Path(os.environ.get("CTPIPE_LAKE_DIR") or state_dir / "lake").resolve(),
-            source_conn_id=os.environ.get("CTPIPE_SOURCE_CONN_ID", cls.source_conn_id),
-            max_bad_row_share=share,
-            extract_chunk_rows=chunk,
-        )
+        return cls(os.environ)
 
-    @property
-    def mlflow_tracking_uri(self) -> str:
-        """An MLflow server in production (``MLFLOW_TRACKING_URI``); a SQLite file by default."""
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.state_dir / 'mlflow' / 'mlflow.db'}"
+    # -- reading ----------------------------------------------------------------------------------
 
-    @property
-    def mlflow_artifacts_uri(self) -> str:
-        """Where a new experiment keeps artifacts when the tracking store is local."""
-        return (self.state_dir / "mlflow" / "artifacts").as_uri()
+    def raw(self, name: str) -> str | None:
+        """A variable's value as set, or None when it is unset or blank."""
+        value = self._environ.get(name)
+        return value if value is not None and value.strip() != "" else None
+
+    def child_environment(self, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment for a program this one starts (the feature server): this one's, with ``overrides``."""
+        return {**self._environ, **(overrides or {})}
+
+    def _read(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except ValueError as error:
+            raise self.error(name, raw, str(error)) from None
+
+    @staticmethod
+    def error(name: str, raw: str, problem: str) -> ConfigurationError:
+        """The one shape of a configuration error: the variable, its value, the problem and what is allowed."""
+        variable = VARIABLES.get(name)
+        allowed = f"; allowed: {variable.allowed}" if variable is not None else ""
+        return ConfigurationError(hide_passwords(f"{name}={raw!r} {problem}{allowed}"))
+
+    # -- where state lives ------------------------------------------------------------------------
+
+    @cached_property
+    def state_dir(self) -> Path:
+        home = self._read("AIRFLOW_HOME", _folder, PROJECT_ROOT)
+        return self._read("CTPIPE_STATE_DIR", _folder, (home / "state").resolve())
+
+    @cached_property
+    def lake_dir(self) -> Path:
+        return self._read("CTPIPE_LAKE_DIR", _folder, self.state_dir / "lake")
+
+    @cached_property
+    def features_dir(self) -> Path:
+        """The feature partitions, Feast's file offline source: relative source paths resolve against it."""
+        return self._read("CTPIPE_FEATURES_DIR", _folder, self.lake_dir / "features")
+
+    @cached_property
+    def feature_repo(self) -> Path:
+        """The Feast definitions: ``feature_repo/`` of the checkout, or where an image installed them."""
+        repo = self._read("CTPIPE_FEATURE_REPO", _folder, PROJECT_ROOT / "feature_repo")
+        if not (repo / "feature_store.yaml").is_file():
+            shown = self.raw("CTPIPE_FEATURE_REPO") or str(repo)
+            raise self.error("CTPIPE_FEATURE_REPO", shown, "holds no feature_store.yaml")
+        return repo
 
     @property
     def gx_dir(self) -> Path:
@@ -98,18 +400,233 @@ class Settings:
     def feast_dir(self) -> Path:
         return self.state_dir / "feast"
 
-    def feast_environment(self) -> dict[str, str]:
-        """The variables ``feature_repo/feature_store.yaml`` reads, embedded defaults.
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.state_dir / "mlflow"
 
-        Each store variable holds a YAML mapping; production sets them to a SQL
-        registry and a Redis online store. The project name scopes the registry's
-        rows and suffixes every Redis key, so deployments (or test runs) sharing a
-        server stay apart.
+    # -- the data -------------------------------------------------------------------------------
+
+    @cached_property
+    def dataset_name(self) -> str:
+        return self._read("CTPIPE_DATASET", _one_of(*DATASETS), "lab_qc")
+
+    @property
+    def dataset(self) -> DatasetSpec:
+        return get_dataset(self.dataset_name)
+
+    @cached_property
+    def source_conn_id(self) -> str:
+        return self._read(
+            "CTPIPE_SOURCE_CONN_ID", _matching(r"[\w.-]+", "is not an Airflow connection id"), "ctpipe_source"
+        )
+
+    def airflow_connection_value(self, conn_id: str) -> str | None:
+        """The raw ``AIRFLOW_CONN_<ID>`` value, to explain why Airflow could not read it (never to show it)."""
+        return self.raw(f"AIRFLOW_CONN_{conn_id.upper()}")
+
+    @cached_property
+    def start_date(self) -> datetime:
+        """The first data interval the DAGs know of; catchup starts here."""
+        return self._read("CTPIPE_START_DATE", _iso_date, datetime(2026, 1, 1, tzinfo=UTC))
+
+    @cached_property
+    def max_bad_row_share(self) -> float:
+        """An interval fails validation when more than this share of its rows is bad."""
+        return self._read("CTPIPE_MAX_BAD_ROW_SHARE", _number(0.0, 1.0), 0.2)
+
+    @cached_property
+    def extract_chunk_rows(self) -> int:
+        """Rows fetched from the source per round trip; bounds extraction memory."""
+        return self._read("CTPIPE_EXTRACT_CHUNK_ROWS", _whole(1), 50_000)
+
+    # -- Feast ----------------------------------------------------------------------------------
+
+    @cached_property
+    def feast_variables(self) -> dict[str, str]:
+        """The values ``feature_repo/feature_store.yaml`` reads through ``${VAR}``, checked, defaults filled in.
+
+        Each store variable holds a YAML mapping; production sets them to a SQL registry and a
+        Redis online store. The project name scopes the registry's rows and suffixes every Redis
+        key, so deployments (or test runs) sharing a server stay apart.
         """
-        return {
+        defaults = {
             "CTPIPE_FEAST_PROJECT": "ctpipe",
             "CTPIPE_FEAST_REGISTRY": f"{{registry_type: file, path: '{self.feast_dir / 'registry.db'}'}}",
             "CTPIPE_FEAST_ONLINE_STORE": f"{{type: sqlite, path: '{self.feast_dir / 'online_store.db'}'}}",
             "CTPIPE_FEAST_OFFLINE_STORE": "{type: file}",
-            "CTPIPE_FEATURES_DIR": str(self.lake_dir / "features"),
         }
+        values = {name: self.raw(name) or default for name, default in defaults.items()}
+        stores = {name: self._read(name, _store_mapping(key), None) for name, (key, _) in _STORE_EXAMPLES.items()}
+        online = stores["CTPIPE_FEAST_ONLINE_STORE"] or _store_mapping("type")(values["CTPIPE_FEAST_ONLINE_STORE"])
+        if online.get("type") == "redis":
+            self._read("CTPIPE_FEAST_ONLINE_STORE", lambda raw: redis_nodes(online), None)
+        project = values["CTPIPE_FEAST_PROJECT"]
+        if project[:1] in ("_", "-"):  # Feast's rule
+            raise self.error("CTPIPE_FEAST_PROJECT", project, "starts with an underscore or hyphen")
+        if not re.fullmatch(r"[\w-]+", project):
+            raise self.error("CTPIPE_FEAST_PROJECT", project, "has characters other than letters, digits, '_' and '-'")
+        if "-" in project and online.get("type") == "sqlite":  # SQLite's: the project names its tables
+            raise self.error("CTPIPE_FEAST_PROJECT", project, "cannot contain hyphens with a SQLite online store")
+        return values
+
+    @property
+    def feast_project(self) -> str:
+        return self.feast_variables["CTPIPE_FEAST_PROJECT"]
+
+    @property
+    def feast_online_store(self) -> dict[str, Any]:
+        return _store_mapping("type")(self.feast_variables["CTPIPE_FEAST_ONLINE_STORE"])
+
+    # -- MLflow ---------------------------------------------------------------------------------
+
+    @cached_property
+    def mlflow_tracking_uri(self) -> str:
+        """An MLflow server in production; a SQLite file in the state folder by default."""
+        return self._read("MLFLOW_TRACKING_URI", _tracking_uri, f"sqlite:///{self.mlflow_dir / 'mlflow.db'}")
+
+    @property
+    def mlflow_scheme(self) -> str:
+        """The tracking URI's scheme without its driver (``postgresql+psycopg`` -> ``postgresql``)."""
+        return urlsplit(self.mlflow_tracking_uri).scheme.lower().split("+", 1)[0]
+
+    @property
+    def mlflow_artifacts_uri(self) -> str:
+        """Where a new experiment keeps artifacts when the tracking store is local."""
+        return (self.mlflow_dir / "artifacts").as_uri()
+
+    @cached_property
+    def mlflow_username(self) -> str | None:
+        """The MLflow user the pipeline logs in as (MLflow reads it, and its password, itself)."""
+        return self._read("MLFLOW_TRACKING_USERNAME", _matching(r"[^\s:]+", "has spaces or a ':'"), None)
+
+    @property
+    def mlflow_credentials(self) -> str:
+        """A fingerprint of the MLflow login (user and password), never the password itself."""
+        import hashlib
+
+        login = f"{self.mlflow_username or ''}:{self.raw('MLFLOW_TRACKING_PASSWORD') or ''}"  # MLflow reads it itself
+        return hashlib.sha256(login.encode()).hexdigest()[:16]
+
+    @cached_property
+    def mlflow_ui_url(self) -> str:
+        """Where a person opens the MLflow UI: the tracking server itself, or ``make mlflow`` on a laptop."""
+        uri = self.mlflow_tracking_uri
+        default = (
+            strip_credentials(uri).rstrip("/") if self.mlflow_scheme in ("http", "https") else "http://localhost:5000"
+        )
+        return self._read("CTPIPE_MLFLOW_UI_URL", _http_url, default)
+
+    # -- training -------------------------------------------------------------------------------
+
+    @cached_property
+    def training_backend(self) -> Literal["local", "kubernetes"]:
+        return self._read("CTPIPE_TRAINING_BACKEND", _one_of("local", "kubernetes"), "local")  # type: ignore[return-value]
+
+    @cached_property
+    def training_pod(self) -> TrainingPod:
+        dns = _matching(
+            r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", "is not a Kubernetes name"
+        )
+        defaults = TrainingPod()
+        secret = self._read("CTPIPE_TRAINING_SECRET", dns, None)
+        return TrainingPod(
+            image=self._read("CTPIPE_TRAINING_IMAGE", _matching(r"\S+", "contains spaces"), defaults.image),
+            namespace=self._read(
+                "CTPIPE_K8S_NAMESPACE",
+                _matching(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", "is not a Kubernetes namespace"),
+                defaults.namespace,
+            ),
+            service_account=self._read("CTPIPE_K8S_SERVICE_ACCOUNT", dns, defaults.service_account),
+            image_pull_policy=self._read(
+                "CTPIPE_TRAINING_PULL_POLICY", _one_of("Always", "IfNotPresent", "Never"), defaults.image_pull_policy
+            ),
+            cpu=self._read("CTPIPE_TRAINING_CPU", _matching(r"\d+(\.\d+)?m?", "is not a CPU quantity"), defaults.cpu),
+            memory=self._read(
+                "CTPIPE_TRAINING_MEMORY",
+                _matching(r"\d+(\.\d+)?([KMGTPE]i?|[kmgtpe])?", "is not a memory quantity"),
+                defaults.memory,
+            ),
+            gpus=self._read("CTPIPE_TRAINING_GPUS", _whole(0), defaults.gpus),
+            secret=secret,
+            state_claim=self._read("CTPIPE_K8S_STATE_PVC", dns, None),
+            env=self._forwarded_to_training(secret),
+        )
+
+    def _forwarded_to_training(self, secret: str | None) -> dict[str, str]:
+        """The workers' store settings for a training pod, checked, without those that carry credentials.
+
+        Those must reach the pod through the Secret; without one the pod could not reach the
+        stores, so that is an error naming the variables.
+        """
+        for checked in ("mlflow_tracking_uri", "feast_variables", "dataset_name"):  # what the pod will read
+            getattr(self, checked)
+        values = {name: self.raw(name) for name in FORWARDED_TO_TRAINING if self.raw(name)}
+        with_credentials = sorted(name for name, value in values.items() if CREDENTIAL.search(value or ""))
+        if with_credentials and not secret:
+            raise ConfigurationError(
+                f"{', '.join(with_credentials)} carry credentials, which are never written into a pod spec: "
+                "put them in a Kubernetes Secret and name it in CTPIPE_TRAINING_SECRET (its keys become the pod's env)"
+            )
+        return {name: value for name, value in values.items() if name not in with_credentials and value}
+
+    # -- policies -------------------------------------------------------------------------------
+
+    @cached_property
+    def promotion(self) -> PromotionPolicy:
+        defaults = PromotionPolicy()
+        return PromotionPolicy(
+            min_roc_auc=self._read("CTPIPE_PROMOTION_MIN_ROC_AUC", _number(0.0, 1.0), defaults.min_roc_auc),
+            max_brier=self._read("CTPIPE_PROMOTION_MAX_BRIER", _number(0.0, 1.0), defaults.max_brier),
+            margin=self._read("CTPIPE_PROMOTION_MARGIN", _number(-1.0, 1.0), defaults.margin),
+        )
+
+    @cached_property
+    def drift(self) -> DriftPolicy:
+        defaults = DriftPolicy()
+        return DriftPolicy(
+            column_threshold=self._read(
+                "CTPIPE_DRIFT_COLUMN_THRESHOLD", _number(0.0, low_open=True), defaults.column_threshold
+            ),
+            feature_share=self._read(
+                "CTPIPE_DRIFT_FEATURE_SHARE", _number(0.0, 1.0, low_open=True), defaults.feature_share
+            ),
+            prediction_threshold=self._read(
+                "CTPIPE_DRIFT_PREDICTION_THRESHOLD", _number(0.0, low_open=True), defaults.prediction_threshold
+            ),
+            window_days=self._read("CTPIPE_DRIFT_WINDOW_DAYS", _whole(1), defaults.window_days),
+            cooldown_days=self._read("CTPIPE_DRIFT_COOLDOWN_DAYS", _whole(0), defaults.cooldown_days),
+            reference_rows=self._read("CTPIPE_DRIFT_REFERENCE_ROWS", _whole(100), defaults.reference_rows),
+        )
+
+    def check_all(self) -> None:
+        """Read every accessor once: a deployment's smoke test of its configuration."""
+        self.resolved()
+
+    def resolved(self) -> dict[str, str]:
+        """What each accessor resolves to, passwords hidden: for a person checking a deployment."""
+        shown = {}
+        for name in sorted(dir(type(self))):
+            if not isinstance(getattr(type(self), name), (cached_property, property)) or name == "mlflow_credentials":
+                continue
+            if name == "training_pod" and self.training_backend != "kubernetes":
+                shown[name] = "not used: CTPIPE_TRAINING_BACKEND is local"
+                continue
+            shown[name] = hide_passwords(str(getattr(self, name)))
+        return shown
+
+
+def main() -> None:
+    """``python -m ctpipe.settings``: check every setting and print what the deployment resolves to."""
+    import sys
+
+    try:
+        resolved = Settings.from_env().resolved()
+    except ConfigurationError as error:
+        sys.exit(f"ConfigurationError: {error}")
+    width = max(map(len, resolved))
+    for name, value in resolved.items():
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()

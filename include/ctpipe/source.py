@@ -2,22 +2,21 @@
 
 The same SQLAlchemy code serves SQLite (embedded default) and PostgreSQL
 (production); only the URL differs. A connection that is missing or malformed
-raises ``SourceConfigError`` (retrying will not help), a server that does not
-answer ``SourceUnavailableError`` within seconds (it may come back); each
+raises ``ConfigurationError`` (retrying will not help), a server that does not
+answer ``ServiceUnavailableError`` within seconds (it may come back); each
 names the connection and says what is wrong, never showing the password.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from ctpipe.datasets.spec import ColumnType, DatasetSpec, TableSpec
-from ctpipe.settings import ConfigurationError
+from ctpipe.services import Service
+from ctpipe.settings import ConfigurationError, Settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,14 +53,6 @@ def write_source(
             records = frame.to_dict("records")
             for i in range(0, len(records), batch_rows):
                 conn.execute(tables[name].insert(), records[i : i + batch_rows])
-
-
-class SourceConfigError(ConfigurationError):
-    """The source connection is missing or malformed: a deployment mistake that no retry fixes."""
-
-
-class SourceUnavailableError(RuntimeError):
-    """The source database does not answer: down, unreachable, or refusing these credentials."""
 
 
 # Seconds a driver waits for the server before giving up; a connection's ``connect_timeout`` extra overrides it.
@@ -106,40 +97,40 @@ def engine_for_connection(conn_id: str) -> sa.Engine:
     """A working SQLAlchemy engine for an Airflow connection, through its common-sql hook (SQLite, PostgreSQL...).
 
     The engine has connected once before it is returned, so a bad connection fails here, once, with
-    ``SourceConfigError`` or ``SourceUnavailableError`` rather than deep inside a query.
+    ``ConfigurationError`` or ``ServiceUnavailableError`` rather than deep inside a query.
     """
     from airflow.providers.common.sql.hooks.sql import DbApiHook
     from airflow.sdk.exceptions import AirflowException
 
     connection = _get_connection(conn_id)
     if not connection.conn_type:
-        raise SourceConfigError(
+        raise ConfigurationError(
             f"source connection {conn_id!r} has no connection type: {_definition(conn_id)} must be a URI "
             f'such as {_EXAMPLE_URI}, or JSON with a "conn_type"'
         )
     try:
         hook = connection.get_hook()
     except ImportError as error:
-        raise SourceConfigError(
+        raise ConfigurationError(
             f"source connection {conn_id!r} has connection type {connection.conn_type!r}, "
             f"but its provider cannot be imported: {error}"
         ) from None
     except AirflowException as error:  # the plain kind, for an unknown type
         if "Unknown hook type" not in str(error):
             raise
-        raise SourceConfigError(
+        raise ConfigurationError(
             f"source connection {conn_id!r} has connection type {connection.conn_type!r}, which no installed "
             "Airflow provider knows; a SQL source needs e.g. 'postgres' or 'sqlite'"
         ) from None
     if not isinstance(hook, DbApiHook):
-        raise SourceConfigError(
+        raise ConfigurationError(
             f"source connection {conn_id!r} has connection type {connection.conn_type!r} "
             f"({type(hook).__name__}), not a SQL database; a SQL source needs e.g. 'postgres' or 'sqlite'"
         )
     try:
         engine = hook.get_sqlalchemy_engine()
     except (sa.exc.ArgumentError, TypeError, ValueError) as error:
-        raise SourceConfigError(f"source connection {conn_id!r} is not a usable database URL: {error}") from None
+        raise ConfigurationError(f"source connection {conn_id!r} is not a usable database URL: {error}") from None
     if engine.dialect.name in _TIMEOUT_DIALECTS:
         options = {"connect_timeout": connection.extra_dejson.get("connect_timeout", CONNECT_TIMEOUT)}
         if engine.dialect.name == "postgresql":
@@ -165,13 +156,13 @@ def _get_connection(conn_id: str) -> Any:
         pass
     # Airflow reports a value it cannot parse as "not defined"; say which it is.
     variable = connection_variable(conn_id)
-    value = os.environ.get(variable)
-    if value is None or value == "":
-        raise SourceConfigError(
+    value = Settings.from_env().airflow_connection_value(conn_id)
+    if value is None:
+        raise ConfigurationError(
             f"source connection {conn_id!r} is not defined: set {variable} to a URI such as {_EXAMPLE_URI} "
             f"(or to JSON with a conn_type), or define {conn_id!r} in the Airflow secrets backend"
         ) from None
-    raise SourceConfigError(
+    raise ConfigurationError(
         f"source connection {conn_id!r} cannot be read: {variable} {_unreadable_because(value, conn_id)}"
     ) from None
 
@@ -201,8 +192,8 @@ def _unreadable_because(value: str, conn_id: str) -> str:
 
 def _definition(conn_id: str) -> str:
     """Where the connection Airflow found is written: the environment variable is searched first."""
-    variable = connection_variable(conn_id)
-    return variable if os.environ.get(variable) else "its definition in the Airflow secrets backend"
+    defined = Settings.from_env().airflow_connection_value(conn_id) is not None
+    return connection_variable(conn_id) if defined else "its definition in the Airflow secrets backend"
 
 
 def _add_connect_options(engine: sa.Engine, options: dict[str, Any]) -> None:
@@ -213,30 +204,23 @@ def _add_connect_options(engine: sa.Engine, options: dict[str, Any]) -> None:
 
 
 def _check_connects(engine: sa.Engine, conn_id: str, password: str | None) -> None:
-    try:
+    service = Service(
+        "source database",
+        describe(engine),
+        f"connection {conn_id!r}",
+        timeout=CONNECT_TIMEOUT,
+        secrets=(password,) if password else (),
+    )
+
+    def connects() -> None:
         with engine.connect():
             pass
-    except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
-        raise SourceUnavailableError(
-            f"source database {conn_id!r} ({describe(engine)}) is unreachable: {_reason(error, password)}"
-        ) from None
+
+    try:
+        service.probe(connects, errors=(sa.exc.OperationalError, sa.exc.InterfaceError))
     except sa.exc.DBAPIError as error:  # the driver rejects the parameters (a bad connect_timeout, sslmode...)
-        raise SourceConfigError(
-            f"source connection {conn_id!r} ({describe(engine)}) is malformed: {_reason(error, password)}"
-        ) from None
-
-
-def _reason(error: sa.exc.DBAPIError, password: str | None) -> str:
-    """The driver's reason, without the parts the message already says (host, port) or must not (password)."""
-    text = str(error.orig or error).strip()
-    # libpq: 'connection to server at "host" (addr), port 5432 failed: FATAL:  database "x" does not exist'
-    lines = [line for line in text.splitlines() if "failed: " in line] or text.splitlines()[:1] or ["no reason given"]
-    reason = lines[-1].rsplit("failed: ", 1)[-1]
-    reason = re.sub(r"^(FATAL|ERROR):\s*|\[Errno -?\d+\]\s*", "", reason)
-    reason = " ".join(reason.split())
-    if password:
-        reason = reason.replace(password, "***")
-    return reason[:1].lower() + reason[1:] if reason[1:2].islower() else reason
+        reason = service.unavailable(error).reason
+        raise ConfigurationError(f"source connection {conn_id!r} ({describe(engine)}) is malformed: {reason}") from None
 
 
 def describe(engine: sa.Engine) -> str:

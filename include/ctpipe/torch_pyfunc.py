@@ -5,13 +5,13 @@ Imports mlflow at module level; only training and scoring import this module.
 
 from __future__ import annotations
 
-from importlib.metadata import version
 from typing import Any
 
 import mlflow
 import numpy as np
 
-from ctpipe.models import TorchTabularClassifier
+from ctpipe.artifacts import MODEL
+from ctpipe.models import TorchTabularClassifier, model_requirements
 
 
 class FailureProbabilityModel(mlflow.pyfunc.PythonModel):
@@ -23,13 +23,11 @@ class FailureProbabilityModel(mlflow.pyfunc.PythonModel):
 
 
 def log_torch_model(classifier: TorchTabularClassifier, signature: Any, input_example: Any) -> Any:
-    from ctpipe.training import model_requirements
-
+    """Log to the active run, as ``mlflow.sklearn.log_model`` does for the other family."""
     return mlflow.pyfunc.log_model(
-        name="model",
+        name=MODEL,
         python_model=FailureProbabilityModel(classifier),
         signature=signature,
         input_example=input_example,
-        # The classifier's class lives in ctpipe: the serving image installs the package.
-        pip_requirements=[f"torch=={version('torch').split('+')[0]}", *model_requirements()],
+        pip_requirements=model_requirements("torch"),
     )

@@ -1,89 +1,148 @@
-"""MLflow: where runs and models go. Tracking URI from the environment, a SQLite file by default.
+"""MLflow: the tracking client, configured once per process and passed to whoever logs or reads.
 
-A tracking server (or database) is asked once, briefly, whether it is there before
-MLflow's client talks to it: that client retries a dead server for minutes with
-nothing but connection warnings. An ``MLFLOW_TRACKING_URI`` MLflow cannot use
-raises ``TrackingConfigError``, a server that does not answer
-``TrackingUnavailableError``; each names the variable and the reason, with any
-password in the URI hidden.
+``connect(settings)`` checks the tracking server (or database) once, briefly, before
+MLflow's client talks to it: that client retries a dead server for minutes with nothing
+but connection warnings. A server that does not answer is a ``ServiceUnavailableError``
+(retried), one that refuses the pipeline's credentials a ``TrackingAuthError`` (a setting
+to fix); a malformed ``MLFLOW_TRACKING_URI`` is a ``ConfigurationError`` from the settings.
+
+The result, a ``Tracking``, carries the ``MlflowClient`` and the experiment ids. Code
+passes experiment ids explicitly (``mlflow.start_run(experiment_id=...)``) rather than
+switching MLflow's active experiment. ``connect`` also points MLflow's process-wide
+tracking and registry URI at the same store, for what only MLflow's fluent API does:
+logging a model into the active run, and loading ``models:/`` URIs.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-from importlib.metadata import entry_points
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from ctpipe.datasets import get_dataset
+from ctpipe import artifacts
+from ctpipe.services import Service
 from ctpipe.settings import ConfigurationError, Settings, hide_passwords
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 VARIABLE = "MLFLOW_TRACKING_URI"
 # Seconds to wait for a tracking server to connect, then to answer its health check.
 HEALTH_TIMEOUT = (5.0, 10.0)
-# Tracking-store schemes MLflow itself provides (databases also as ``scheme+driver``); plugins add theirs.
-BUILTIN_SCHEMES = {
-    "http",
-    "https",
-    "databricks",
-    "databricks-uc",
-    "uc",
-    "file",
-    "sqlite",
-    "postgresql",
-    "mysql",
-    "mssql",
-}
-_EXAMPLES = "a tracking server is http(s)://host:port, a local store sqlite:///path/to/mlflow.db"
-
-
-class TrackingConfigError(ConfigurationError):
-    """``MLFLOW_TRACKING_URI`` is not a URI MLflow can use: a deployment mistake that no retry fixes."""
-
-
-class TrackingUnavailableError(RuntimeError):
-    """The MLflow tracking server (or the database MLflow tracks in) does not answer."""
+KINDS = ("training", "monitoring")
 
 
 class TrackingAuthError(ConfigurationError):
     """The tracking server answers but refuses these credentials (or their absence): fix the settings."""
 
 
-def experiment_name(kind: str = "training") -> str:
-    suffix = "" if kind == "training" else f"-{kind}"
-    return f"ctpipe-{get_dataset().name}{suffix}"
+@dataclass(frozen=True)
+class Tracking:
+    """A connection to the deployment's tracking store and model registry."""
+
+    uri: str
+    client: MlflowClient
+    ui_url: str  # where a person opens the MLflow UI
+    dataset: str
+    artifacts_uri: str | None  # where a new experiment keeps artifacts; None: the server decides
+    _experiments: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def experiment_name(self, kind: str = "training") -> str:
+        if kind not in KINDS:
+            raise ValueError(f"unknown experiment kind {kind!r}; one of {KINDS}")
+        return f"ctpipe-{self.dataset}" + ("" if kind == "training" else f"-{kind}")
+
+    def experiment_id(self, kind: str = "training") -> str:
+        """The id of the dataset's training or monitoring experiment, created when missing."""
+        if kind not in self._experiments:
+            from mlflow.exceptions import MlflowException
+
+            name = self.experiment_name(kind)
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                try:
+                    self._experiments[kind] = self.client.create_experiment(name, artifact_location=self.artifacts_uri)
+                except MlflowException as error:  # created meanwhile by another task
+                    if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                    self._experiments[kind] = self.client.get_experiment_by_name(name).experiment_id
+            else:
+                self._experiments[kind] = experiment.experiment_id
+        return self._experiments[kind]
+
+    def artifact_link(self, run_id: str, path: str | None = None) -> str:
+        """A link that opens the run (or one of its artifacts) in the MLflow UI."""
+        experiment_id = self.client.get_run(run_id).info.experiment_id
+        return artifacts.ui_link(self.ui_url, experiment_id, run_id, path)
 
 
-def check_tracking_uri(uri: str) -> str:
-    """The scheme of ``uri`` without its driver (``postgresql+psycopg`` -> ``postgresql``).
+_CONNECTED: dict[tuple[str, ...], Tracking] = {}
 
-    Raises ``TrackingConfigError`` unless ``uri`` is a URI MLflow has a tracking store for.
 
-    A value without a scheme is refused too: MLflow would take it for a folder (``host:5000`` included)
-    and use its file store, which MLflow 3 no longer accepts.
-    """
-    shown = f"{VARIABLE}={hide_passwords(uri)!r}"
+def connect(settings: Settings | None = None) -> Tracking:
+    """The process's connection to the tracking store of ``settings``: checked and made once, then reused."""
+    settings = settings or Settings.from_env()
+    uri = settings.mlflow_tracking_uri
+    local = settings.mlflow_scheme not in ("http", "https", "databricks", "databricks-uc", "uc")
+    key = (
+        uri,
+        settings.mlflow_credentials,
+        settings.mlflow_ui_url,
+        settings.mlflow_artifacts_uri,
+        settings.dataset_name,
+    )
+    tracking = _CONNECTED.get(key)
+    if tracking is None:
+        if uri.startswith("sqlite:///"):
+            settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+        elif settings.mlflow_scheme in ("http", "https"):
+            check_tracking_server(uri)
+        elif settings.mlflow_scheme in ("postgresql", "mysql", "mssql"):
+            check_tracking_database(uri)
+        from mlflow import MlflowClient
+
+        tracking = Tracking(
+            uri=uri,
+            client=MlflowClient(tracking_uri=uri, registry_uri=uri),
+            ui_url=settings.mlflow_ui_url,
+            dataset=settings.dataset_name,
+            # Local stores get an explicit artifact root; a tracking server decides its own.
+            artifacts_uri=settings.mlflow_artifacts_uri if local else None,
+        )
+        _check_access(tracking, settings)
+        _CONNECTED[key] = tracking
+    _use_for_fluent_api(uri)
+    return tracking
+
+
+def _use_for_fluent_api(uri: str) -> None:
+    import mlflow
+
+    if mlflow.get_tracking_uri() != uri:
+        mlflow.set_tracking_uri(uri)
+    if mlflow.get_registry_uri() != uri:
+        mlflow.set_registry_uri(uri)
+
+
+def _check_access(tracking: Tracking, settings: Settings) -> None:
+    from mlflow.exceptions import MlflowException
+
     try:
-        parts = urlsplit(uri)
-        port = parts.port  # parsed lazily: a port that is not a number raises here
-    except ValueError as error:
-        raise TrackingConfigError(f"{shown} is malformed ({error}); {_EXAMPLES}") from None
-    scheme = parts.scheme.lower()
-    if not scheme:
-        raise TrackingConfigError(f"{shown} is not a URI, it has no scheme; {_EXAMPLES}")
-    if scheme.split("+", 1)[0] not in BUILTIN_SCHEMES and scheme not in _plugin_schemes():
-        raise TrackingConfigError(f"{shown} has a scheme MLflow does not support ({scheme!r}); {_EXAMPLES}")
-    if scheme in ("http", "https") and (not parts.hostname or port == 0):
-        raise TrackingConfigError(f"{shown} names no host and port to reach; {_EXAMPLES}")
-    return scheme.split("+", 1)[0]
-
-
-def _plugin_schemes() -> set[str]:
-    return {entry.name for entry in entry_points(group="mlflow.tracking_store")}
+        tracking.client.search_experiments(max_results=1)
+    except MlflowException as error:
+        status = error.get_http_status_code()
+        if status not in (401, 403):
+            raise
+        user = settings.mlflow_username
+        raise TrackingAuthError(
+            f"MLflow tracking server {VARIABLE}={hide_passwords(tracking.uri)!r} refused the request ({status} "
+            f"{'Unauthorized' if status == 401 else 'Forbidden'}) as "
+            f"{f'user {user!r}' if user else 'an anonymous client'}: set MLFLOW_TRACKING_USERNAME and "
+            "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) to a user of the server with access"
+        ) from None
 
 
 def check_tracking_server(uri: str) -> None:
-    """Ask an http(s) tracking server's ``/health`` once, without retries; raise ``TrackingUnavailableError``.
+    """Ask an http(s) tracking server's ``/health`` once, without retries; raise ``ServiceUnavailableError``.
 
     Any answer below 500 counts as reachable: 401 and 403 come from a server that wants credentials
     (MLflow's basic-auth app leaves ``/health`` open, a proxy in front may not), 404 from a server
@@ -96,27 +155,30 @@ def check_tracking_server(uri: str) -> None:
         MLFLOW_TRACKING_SERVER_CERT_PATH,
     )
 
-    url = uri.rstrip("/") + "/health"
-    shown = f"MLflow tracking server {VARIABLE}={hide_passwords(uri)!r}"
+    service = Service("MLflow tracking server", hide_passwords(uri), VARIABLE, timeout=HEALTH_TIMEOUT[0])
     verify = False if MLFLOW_TRACKING_INSECURE_TLS.get() else (MLFLOW_TRACKING_SERVER_CERT_PATH.get() or True)
-    try:
-        response = requests.get(url, timeout=HEALTH_TIMEOUT, verify=verify, cert=MLFLOW_TRACKING_CLIENT_CERT_PATH.get())
-    except requests.RequestException as error:
-        raise TrackingUnavailableError(f"{shown} is unreachable: {_reason(error, urlsplit(uri).hostname)}") from None
-    if response.status_code >= 500:
-        raise TrackingUnavailableError(
-            f"{shown} is unavailable: GET /health answered {response.status_code} {response.reason}".rstrip()
+
+    def healthy() -> str | None:
+        response = requests.get(
+            uri.rstrip("/") + "/health",
+            timeout=HEALTH_TIMEOUT,
+            verify=verify,
+            cert=MLFLOW_TRACKING_CLIENT_CERT_PATH.get(),
         )
+        if response.status_code >= 500:
+            return f"GET /health answered {response.status_code} {response.reason}".rstrip()
+        return None
+
+    service.probe(healthy, errors=(requests.RequestException,))
 
 
 def check_tracking_database(uri: str) -> None:
-    """Connect once to a database tracking store; raise ``TrackingUnavailableError`` if it does not answer.
+    """Connect once to a database tracking store; raise ``ServiceUnavailableError`` if it does not answer.
 
     MLflow retries a database that does not answer ten times, for about a hundred seconds.
     """
     import sqlalchemy as sa
 
-    shown = f"MLflow tracking database {VARIABLE}={hide_passwords(uri)!r}"
     try:
         url = sa.make_url(uri)
         timeout = url.get_backend_name() in ("postgresql", "mysql") and "connect_timeout" not in url.query
@@ -124,85 +186,28 @@ def check_tracking_database(uri: str) -> None:
             url, poolclass=sa.pool.NullPool, connect_args={"connect_timeout": 10} if timeout else {}
         )
     except (sa.exc.ArgumentError, ImportError, ValueError) as error:
-        raise TrackingConfigError(f"{shown} cannot be used: {error}") from None
-    try:
+        raise Settings.error(VARIABLE, uri, f"cannot be used: {error}") from None
+    service = Service(
+        "MLflow tracking database",
+        hide_passwords(uri),
+        VARIABLE,
+        timeout=10,
+        secrets=(url.password,) if url.password else (),
+    )
+
+    def connects() -> None:
         with engine.connect():
             pass
-    except sa.exc.DBAPIError as error:
-        reason = " ".join(" ".join(str(error.orig or error).strip().splitlines()[:1]).split())
-        if url.password:
-            reason = reason.replace(url.password, "***")
-        raise TrackingUnavailableError(f"{shown} is unreachable: {reason}") from None
+
+    try:
+        service.probe(connects, errors=(sa.exc.DBAPIError,))
     finally:
         engine.dispose()
 
 
-def _reason(error: Exception, host: str | None) -> str:
-    """The cause of a failed request in a few words, from the innermost error urllib3 wrapped."""
-    import requests
-
-    if isinstance(error, requests.Timeout):
-        return f"no answer within {HEALTH_TIMEOUT[0]:g} s (connect) / {HEALTH_TIMEOUT[1]:g} s (read)"
-    if isinstance(error, requests.exceptions.SSLError):
-        return f"TLS failed: {_innermost(error)}"
-    cause = _innermost(error)
-    if isinstance(cause, socket.gaierror):
-        return f"host {host!r} does not resolve ({cause.strerror or cause})"
-    if isinstance(cause, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(cause, OSError) and cause.strerror:
-        return cause.strerror[:1].lower() + cause.strerror[1:]
-    return str(cause)
-
-
-def _innermost(error: BaseException) -> BaseException:
-    seen = {id(error)}
-    while True:
-        inner = error.__cause__ or getattr(error, "reason", None) or next(iter(error.args), None)
-        if not isinstance(inner, BaseException) or id(inner) in seen:
-            return error
-        seen.add(id(inner))
-        error = inner
-
-
-def configure(settings: Settings | None = None, kind: str = "training") -> str:
-    """Point MLflow at the deployment's tracking server and make sure the experiment exists; returns its id."""
-    settings = settings or Settings.from_env()
-    uri = settings.mlflow_tracking_uri
-    if uri.startswith("sqlite:///"):
-        (settings.state_dir / "mlflow").mkdir(parents=True, exist_ok=True)
-    else:
-        scheme = check_tracking_uri(uri)
-        if scheme in ("http", "https"):
-            check_tracking_server(uri)
-        elif scheme in ("postgresql", "mysql", "mssql"):
-            check_tracking_database(uri)
-
+def load_model(tracking: Tracking, model_uri: str) -> Any:
+    """A registered model (``models:/name/version``) or a run's model, as an MLflow pyfunc."""
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    name = experiment_name(kind)
-    try:
-        experiment = mlflow.get_experiment_by_name(name)
-    except mlflow.exceptions.MlflowException as error:
-        status = error.get_http_status_code()
-        if status not in (401, 403):
-            raise
-        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
-        raise TrackingAuthError(
-            f"MLflow tracking server {VARIABLE}={hide_passwords(uri)!r} refused the request ({status} "
-            f"{'Unauthorized' if status == 401 else 'Forbidden'}) as "
-            f"{f'user {user!r}' if user else 'an anonymous client'}: set MLFLOW_TRACKING_USERNAME and "
-            "MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN) to a user of the server with access"
-        ) from None
-    if experiment is None:
-        # Local stores get an explicit artifact root; a tracking server decides its own.
-        local = not uri.startswith(("http://", "https://", "databricks"))
-        experiment_id = mlflow.create_experiment(
-            name, artifact_location=settings.mlflow_artifacts_uri if local else None
-        )
-    else:
-        experiment_id = experiment.experiment_id
-    mlflow.set_experiment(experiment_id=experiment_id)
-    return experiment_id
+    _use_for_fluent_api(tracking.uri)
+    return mlflow.pyfunc.load_model(model_uri)

@@ -9,12 +9,11 @@ timestamp. The newest ``holdout_days`` form the time-based holdout.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ctpipe.datasets.spec import DatasetSpec
-from ctpipe.lake import Interval, Lake
+from ctpipe.lake import Lake
+from ctpipe.records import Interval, TrainingSetSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -22,29 +21,6 @@ if TYPE_CHECKING:
 
 LABEL = "label"  # 1 when the outcome is the dataset's positive label
 EVENT_TIMESTAMP = "event_timestamp"
-
-
-@dataclass(frozen=True)
-class TrainingSetSpec:
-    """Everything needed to rebuild a training set exactly; logged with every model."""
-
-    dataset: str
-    feature_service: str
-    cutoff: str
-    days: int
-    holdout_days: int
-
-    @property
-    def window(self) -> Interval:
-        end = datetime.fromisoformat(self.cutoff)
-        return Interval(end - timedelta(days=self.days), end)
-
-    @property
-    def holdout_start(self) -> datetime:
-        return self.window.end - timedelta(days=self.holdout_days)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def labelled_events(dataset: DatasetSpec, lake: Lake, window: Interval) -> pd.DataFrame:
@@ -121,3 +97,8 @@ def model_columns(dataset: DatasetSpec) -> tuple[list[str], list[str]]:
     numeric += [a.name for a in dataset.aggregates]
     categorical = [c for c in dataset.features if dataset.events.column(c).type == "string"]
     return numeric, categorical
+
+
+def reference_sample(frame: pd.DataFrame, rows: int, seed: int = 0) -> pd.DataFrame:
+    """Up to ``rows`` rows of a model's holdout set: the drift check's reference, logged with the model."""
+    return frame.sample(n=min(rows, len(frame)), random_state=seed).reset_index(drop=True)

@@ -25,7 +25,6 @@ import fcntl
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,8 +32,11 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ctpipe import artifacts
 from ctpipe.datasets.spec import ColumnType, TableSpec
-from ctpipe.lake import Interval, Lake, atomic_path, write_json
+from ctpipe.lake import Lake, atomic_path, write_json
+from ctpipe.records import Extraction, Interval, ValidationOutcome
+from ctpipe.settings import Settings
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -57,27 +59,6 @@ SCHEMA_EXPECTATIONS = ("expect_table_columns_to_match_set", "expect_column_value
 
 class ValidationGateError(RuntimeError):
     """The interval may not pass: too many bad rows, or the schema changed."""
-
-
-@dataclass
-class ValidationOutcome:
-    """What validation decided for one table and interval; travels through XCom."""
-
-    table: str
-    interval: dict[str, str]
-    status: str  # passed | empty | failed_threshold | schema_changed
-    rows_in: int
-    rows_passed: int
-    rows_quarantined: int
-    validated_uri: str | None
-    quarantine_uri: str
-    report_uri: str
-    data_docs_uri: str | None
-    failures: dict[str, int] = field(default_factory=dict)  # reason -> rows
-    message: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def expectation_name(config: Any) -> str:
@@ -243,16 +224,18 @@ def validate_partition(
     interval: Interval,
     lake: Lake,
     gx_dir: Path,
-    reports_dir: Path,
+    report_path: Path,
     max_bad_row_share: float,
 ) -> ValidationOutcome:
-    """Validate one raw partition, split it into validated and quarantined rows, and gate the run."""
+    """Validate one raw partition, split it into validated and quarantined rows, and gate the run.
+
+    The JSON report goes to ``report_path`` (``ctpipe.artifacts.validation_report`` names it).
+    """
     raw = pq.read_table(raw_uri)
     frame = raw.to_pandas()
     rows_in = len(frame)
     validated_path = lake.partition("validated", spec.name, interval)
     quarantine_path = lake.partition("quarantine", spec.name, interval)
-    report_path = reports_dir / "validation" / spec.name / f"{interval.key}.json"
 
     reasons: dict[Any, list[str]] = defaultdict(list)
     problems: list[str] = []
@@ -297,7 +280,7 @@ def validate_partition(
 
     outcome = ValidationOutcome(
         table=spec.name,
-        interval=interval.to_dict(),
+        interval=interval,
         status=status,
         rows_in=rows_in,
         rows_passed=int((~bad).sum()) if validated_uri else 0,
@@ -317,18 +300,15 @@ def validate_partition(
     return outcome
 
 
-def validate_extraction(extraction: dict[str, Any]) -> dict[str, Any]:
+def validate_extraction(extraction: Extraction, settings: Settings | None = None) -> ValidationOutcome:
     """Validate what ``ctpipe.ingest.extract_table`` wrote, with deployment settings."""
-    from ctpipe.datasets import get_dataset
-    from ctpipe.settings import Settings
-
-    settings = Settings.from_env()
+    settings = settings or Settings.from_env()
     return validate_partition(
-        get_dataset().table(extraction["table"]),
-        extraction["uri"],
-        Interval.parse(extraction["interval"]["start"], extraction["interval"]["end"]),
+        settings.dataset.table(extraction.table),
+        extraction.uri,
+        extraction.interval,
         Lake(settings.lake_dir),
         settings.gx_dir,
-        settings.reports_dir,
+        artifacts.validation_report(settings, extraction.table, extraction.interval),
         settings.max_bad_row_share,
-    ).to_dict()
+    )

@@ -13,16 +13,18 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from ctpipe import artifacts
 from ctpipe.datasets import get_dataset
-from ctpipe.lake import Interval, Lake
+from ctpipe.lake import Lake
 from ctpipe.local_run import RunFailed, load_dags, run_dag, run_day
+from ctpipe.records import Interval
 from ctpipe.settings import Settings
 
 from ..unit.sources import seeded_sqlite
 
 pytestmark = pytest.mark.integration
 
-DATASET = get_dataset()
+DATASET = get_dataset("lab_qc")
 UTC = UTC
 START = datetime(2026, 1, 1, tzinfo=UTC)
 DAYS = [Interval(START + timedelta(days=i), START + timedelta(days=i + 1)) for i in range(4)]
@@ -37,7 +39,7 @@ def use_state(env: pytest.MonkeyPatch, root) -> Settings:
 
 
 def report(settings: Settings, table: str, interval: Interval) -> dict:
-    return json.loads((settings.reports_dir / "validation" / table / f"{interval.key}.json").read_text())
+    return json.loads(artifacts.validation_report(settings, table, interval).read_text())
 
 
 def rows(path) -> int:
@@ -166,6 +168,33 @@ def test_a_malformed_source_connection_fails_once_with_a_clear_error(tmp_path, a
 
     failed = latest_task_instance("ingest", "extract_lab_samples")
     assert failed.state == "failed" and failed.try_number == 1 and failed.max_tries == 2
+
+
+def test_a_malformed_setting_fails_its_task_once_naming_it(tmp_path, airflow_db, monkeypatch):
+    """``CTPIPE_MAX_BAD_ROW_SHARE=20%`` used to be a plain ValueError, retried as if a retry could help."""
+    use_state(monkeypatch, tmp_path)
+    seeded_sqlite(tmp_path / "source.db", start=date(2026, 1, 1), days=1, rows_per_day=50)[0].dispose()
+    monkeypatch.setenv("CTPIPE_MAX_BAD_ROW_SHARE", "20%")
+    dags = load_dags()
+    with pytest.raises(RunFailed, match="validate_lab_samples"):
+        run_dag(dags["ingest"], DAYS[0].end)
+
+    failed = latest_task_instance("ingest", "validate_lab_samples")
+    assert failed.state == "failed" and failed.try_number == 1 and failed.max_tries == 2
+    assert latest_task_instance("ingest", "extract_lab_samples").state == "success"  # it does not read the threshold
+    # What the failed task said: the variable, its value and what is allowed.
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ctpipe.ingest import extract_table
+
+    from ..unit.test_service_errors import load_ingest_dag
+
+    extraction = extract_table(DATASET.events.name, DAYS[0]).to_dict()
+    with pytest.raises(AirflowFailException) as raised:
+        load_ingest_dag().validate.function(extraction, outlet_events={})
+    assert str(raised.value) == (
+        "ConfigurationError: CTPIPE_MAX_BAD_ROW_SHARE='20%' is not a number; allowed: a share between 0 and 1, e.g. 0.2"
+    )
 
 
 def latest_task_instance(dag_id: str, task_id: str):

@@ -26,7 +26,8 @@ import requests
 import sqlalchemy as sa
 
 from ctpipe.features import EVENT_TIMESTAMP
-from ctpipe.lake import Interval, Lake
+from ctpipe.lake import Lake
+from ctpipe.records import Interval
 from ctpipe.settings import Settings
 
 from ..conftest import free_port
@@ -159,13 +160,11 @@ def test_the_values_are_in_redis_and_the_registry_in_postgres(production):
 
 
 def test_feast_serve_answers_from_redis_over_http(production, tmp_path):
-    from ctpipe.feature_store import feast_environment
-
     offline = newest_offline(production)
     labs = list(offline.index)
     port = free_port()
     log = tmp_path / "feast_serve.log"
-    env = {**os.environ, "CTPIPE_STATE_DIR": str(production.settings.state_dir), **feast_environment()}
+    env = {**os.environ, "CTPIPE_STATE_DIR": str(production.settings.state_dir)}
     assert env["CTPIPE_FEAST_ONLINE_STORE"].startswith('{"type": "redis"')
     with open(log, "w") as out:
         server = subprocess.Popen(

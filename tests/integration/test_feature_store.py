@@ -15,17 +15,19 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
+from ctpipe import artifacts
 from ctpipe.datasets import get_dataset
 from ctpipe.features import EVENT_TIMESTAMP, build_features
 from ctpipe.ingest import extract_interval
-from ctpipe.lake import Interval, Lake
+from ctpipe.lake import Lake
+from ctpipe.records import Interval
 from ctpipe.settings import Settings
 from ctpipe.validation import validate_partition
 
 from ..conftest import free_port
 from ..unit.sources import seeded_sqlite
 
-DATASET = get_dataset()
+DATASET = get_dataset("lab_qc")
 UTC = UTC
 START = datetime(2026, 1, 1, tzinfo=UTC)
 DAYS = [Interval(START + timedelta(days=i), START + timedelta(days=i + 1)) for i in range(12)]
@@ -65,7 +67,8 @@ def publish_days(feature_store, settings: Settings, source: Path, days: list[Int
         for interval in days:
             for table in DATASET.tables:
                 raw = extract_interval(engine, table, interval, lake, chunk_rows=500)
-                validate_partition(table, raw.uri, interval, lake, settings.gx_dir, settings.reports_dir, 0.2)
+                report = artifacts.validation_report(settings, table.name, interval)
+                validate_partition(table, raw.uri, interval, lake, settings.gx_dir, report, 0.2)
             build_features(DATASET, lake, interval)
             materialize(feature_store, interval)
     finally:
@@ -157,11 +160,11 @@ def test_online_values_are_the_latest_materialized_rows(store):
 
 
 def test_feast_serve_answers_over_http(store):
-    from ctpipe.feature_store import feast_environment, online_features
+    from ctpipe.feature_store import online_features
 
     feature_store, _, settings = store
     port = free_port()
-    env = {**os.environ, "CTPIPE_STATE_DIR": str(settings.state_dir), **feast_environment(settings)}
+    env = {**os.environ, "CTPIPE_STATE_DIR": str(settings.state_dir)}
     server = subprocess.Popen(
         [sys.executable, "-m", "ctpipe.feature_store", "serve", "--port", str(port)],
         env=env,

@@ -52,12 +52,12 @@ def auth_server(tmp_path_factory):
 def test_the_pipeline_user_tracks_runs_through_the_authenticated_server(auth_server, monkeypatch, state_dir):
     import mlflow
 
-    from ctpipe.tracking import configure
+    from ctpipe.tracking import connect
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", auth_server)
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "ctpipe")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PIPELINE_PASSWORD)
-    experiment_id = configure()
+    experiment_id = connect().experiment_id()
     with mlflow.start_run(experiment_id=experiment_id) as run:
         mlflow.log_metric("roc_auc", 0.8)
     assert mlflow.get_run(run.info.run_id).data.metrics == {"roc_auc": 0.8}
@@ -65,7 +65,7 @@ def test_the_pipeline_user_tracks_runs_through_the_authenticated_server(auth_ser
 
 @pytest.mark.parametrize("password", [None, "wrong-password"])
 def test_missing_or_wrong_credentials_are_one_clear_error(auth_server, monkeypatch, state_dir, password):
-    from ctpipe.tracking import TrackingAuthError, configure
+    from ctpipe.tracking import TrackingAuthError, connect
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", auth_server)
     if password:
@@ -75,7 +75,7 @@ def test_missing_or_wrong_credentials_are_one_clear_error(auth_server, monkeypat
         monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
         monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
     with pytest.raises(TrackingAuthError) as raised:
-        configure()
+        connect()
     message = str(raised.value)
     assert "401" in message and "MLFLOW_TRACKING_USERNAME" in message and auth_server in message
     assert PIPELINE_PASSWORD not in message and "wrong-password" not in message

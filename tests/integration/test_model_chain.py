@@ -15,16 +15,19 @@ import mlflow
 import numpy as np
 import pytest
 
+from ctpipe import artifacts
 from ctpipe.datasets import get_dataset
-from ctpipe.lake import Interval, Lake
+from ctpipe.lake import Lake
 from ctpipe.local_run import has_model_versions, load_dags, run_dag, run_day
+from ctpipe.records import Interval
 from ctpipe.settings import Settings
+from ctpipe.tracking import connect
 
 from ..unit.sources import seeded_sqlite
 
 pytestmark = pytest.mark.integration
 
-DATASET = get_dataset()
+DATASET = get_dataset("lab_qc")
 START = datetime(2026, 1, 1, tzinfo=UTC)
 DRIFT_START = date(2026, 2, 9)  # day 40
 DAYS = [Interval(START + timedelta(days=i), START + timedelta(days=i + 1)) for i in range(46)]
@@ -53,10 +56,9 @@ def chain(tmp_path_factory, airflow_db):
 
 
 def versions():
-    from ctpipe.registry import client
+    from ctpipe.registry import versions as registered
 
-    found = client().search_model_versions(f"name = '{DATASET.model_name}'")
-    return sorted(found, key=lambda v: int(v.version))
+    return registered(connect().client, DATASET.model_name)
 
 
 def test_a_first_model_is_trained_registered_and_promoted(chain):
@@ -72,16 +74,17 @@ def test_a_first_model_is_trained_registered_and_promoted(chain):
 def test_drift_is_flagged_after_it_starts_and_not_before(chain):
     _, _, checks = chain
     monitored = {day: c for day, c in checks.items() if c is not None}
-    before = [day for day, c in monitored.items() if day < DRIFT_START and c["reason"].startswith("drift")]
-    after = [day for day, c in monitored.items() if day >= DRIFT_START and c["reason"].startswith("drift")]
+    before = [day for day, c in monitored.items() if day < DRIFT_START and c.reason.startswith("drift")]
+    after = [day for day, c in monitored.items() if day >= DRIFT_START and c.reason.startswith("drift")]
     assert len([d for d in monitored if d < DRIFT_START]) >= 3  # the champion was watched before the drift
     assert before == []
-    assert after, {str(d): c["reason"] for d, c in monitored.items()}
+    assert after, {str(d): c.reason for d, c in monitored.items()}
 
 
 def test_drift_triggers_a_retrain_with_a_recorded_decision(chain):
     _, _, checks = chain
-    retrains = [c for c in checks.values() if c and c["decision"] == "retrain"]
+    settings, _, _ = chain
+    retrains = [c for c in checks.values() if c and c.retrain]
     assert len(retrains) >= 1
     drift_versions = [v for v in versions() if v.tags["trigger"].startswith("drift")]
     assert drift_versions, [v.tags["trigger"] for v in versions()]
@@ -90,14 +93,19 @@ def test_drift_triggers_a_retrain_with_a_recorded_decision(chain):
     assert retrained.tags["compared_with_version"] == "1"
     assert "holdout.roc_auc" in retrained.tags and "champion_holdout.roc_auc" in retrained.tags
     assert retrained.tags["evidence.drift_report"].endswith(".html")
-    # The report is on disk and logged with its check in MLflow.
-    report = retrains[0]["report_uri"]
-    assert "Data Drift" in open(report).read() or "drift" in open(report).read().lower()
-    artifacts = mlflow.MlflowClient().list_artifacts(retrains[0]["run_id"], "drift_report")
-    assert [a.path for a in artifacts] == [f"drift_report/{report.rsplit('/', 1)[1]}"]
+    # The report is on disk and logged with its check in MLflow, where the retrain request points.
+    first = retrains[0]
+    on_disk = artifacts.drift_report(settings, first.interval)
+    assert "drift" in on_disk.read_text().lower()
+    assert first.report_uri == artifacts.run_artifact_uri(
+        first.mlflow_run_id, artifacts.drift_report_artifact(first.interval)
+    )
+    logged = connect().client.list_artifacts(first.mlflow_run_id, artifacts.DRIFT_REPORT_DIR)
+    assert [a.path for a in logged] == [artifacts.drift_report_artifact(first.interval)]
+    assert open(mlflow.artifacts.download_artifacts(first.report_uri)).read() == on_disk.read_text()
     # Within the cooldown a second drift day does not retrain again, and says why.
-    cooling = [c for c in checks.values() if c and "cooldown" in c["reason"]]
-    assert all(c["decision"] == "skip" for c in cooling)
+    cooling = [c for c in checks.values() if c and "cooldown" in c.reason]
+    assert cooling and not any(c.retrain for c in cooling)
 
 
 def test_the_champion_loads_by_alias_and_predicts(chain):
@@ -107,7 +115,7 @@ def test_the_champion_loads_by_alias_and_predicts(chain):
     settings, _, _ = chain
     numeric, categorical = model_columns(DATASET)
     reference = mlflow.artifacts.download_artifacts(
-        run_id=versions()[0].run_id, artifact_path="reference/reference.parquet"
+        run_id=versions()[0].run_id, artifact_path=artifacts.REFERENCE_SAMPLE
     )
     import pandas as pd
 
@@ -120,7 +128,7 @@ def test_the_champion_loads_by_alias_and_predicts(chain):
 
 def test_a_manual_torch_run_from_the_trigger_form_and_a_rollback(chain):
     from ctpipe.models import failure_probability
-    from ctpipe.registry import CHAMPION, PREVIOUS, alias_version, client
+    from ctpipe.registry import CHAMPION, PREVIOUS, alias_version, audit_trail, set_champion
     from ctpipe.training_set import model_columns
 
     _, dags, _ = chain
@@ -131,7 +139,7 @@ def test_a_manual_torch_run_from_the_trigger_form_and_a_rollback(chain):
 
     numeric, categorical = model_columns(DATASET)
     reference = mlflow.artifacts.download_artifacts(
-        run_id=torch_version.run_id, artifact_path="reference/reference.parquet"
+        run_id=torch_version.run_id, artifact_path=artifacts.REFERENCE_SAMPLE
     )
     import pandas as pd
 
@@ -139,26 +147,32 @@ def test_a_manual_torch_run_from_the_trigger_form_and_a_rollback(chain):
     model = mlflow.pyfunc.load_model(f"models:/{DATASET.model_name}/{torch_version.version}")
     assert np.isfinite(failure_probability(model, rows[numeric + categorical])).all()
 
-    mlflow_client = client()
+    mlflow_client = connect().client
     champion = alias_version(mlflow_client, DATASET.model_name, CHAMPION)
     previous = alias_version(mlflow_client, DATASET.model_name, PREVIOUS)
     if previous is None:  # make sure there is something to roll back to
-        from ctpipe.registry import promote
-
-        promote(torch_version.version)
+        set_champion(mlflow_client, DATASET.model_name, torch_version.version, "the test", "something to roll back")
         champion = alias_version(mlflow_client, DATASET.model_name, CHAMPION)
         previous = alias_version(mlflow_client, DATASET.model_name, PREVIOUS)
-    run_dag(dags["rollback_champion"], DAYS[-1].end)
+    run_dag(dags["rollback_champion"], DAYS[-1].end, {"reason": "the torch model misbehaves"})
     restored = alias_version(mlflow_client, DATASET.model_name, CHAMPION)
     assert restored.version == previous.version != champion.version
-    assert mlflow_client.get_model_version(DATASET.model_name, champion.version).tags["rolled_back"]
+    demoted = mlflow_client.get_model_version(DATASET.model_name, champion.version)
+    assert demoted.tags["rolled_back"] == f"replaced by {restored.version}: the torch model misbehaves"
+    last = audit_trail(mlflow_client, DATASET.model_name)[-2:]
+    assert [(m.alias, m.from_version, m.to_version) for m in last] == [
+        (CHAMPION, str(champion.version), str(restored.version)),
+        (PREVIOUS, str(restored.version), None),
+    ]
+    assert last[0].by.startswith("Airflow rollback_champion / ") and "the torch model misbehaves" in last[0].reason
 
 
 def test_the_exact_training_set_can_be_rebuilt_from_the_run(chain):
     import pandas as pd
 
     from ctpipe.feature_store import load_store
-    from ctpipe.training_set import EVENT_TIMESTAMP, LABEL, TrainingSetSpec, build_training_set
+    from ctpipe.records import TrainingSetSpec
+    from ctpipe.training_set import EVENT_TIMESTAMP, LABEL, build_training_set
 
     settings, _, _ = chain
     run = mlflow.get_run(versions()[0].run_id)
@@ -166,16 +180,78 @@ def test_the_exact_training_set_can_be_rebuilt_from_the_run(chain):
     assert contexts == ["holdout", "training"]
     lineage = json.loads(
         open(
-            mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="lineage/training_set.json")
+            mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=artifacts.LINEAGE_TRAINING_SET)
         ).read()
     )
     logged = pd.read_parquet(
-        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="lineage/entity_rows.parquet")
+        mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=artifacts.LINEAGE_ENTITY_ROWS)
     )
     assert lineage["validated_partitions"]["lab_samples"]  # the data intervals it read
 
-    spec = TrainingSetSpec(**{k: lineage[k] for k in ("dataset", "feature_service", "cutoff", "days", "holdout_days")})
+    spec = TrainingSetSpec.from_dict({k: v for k, v in lineage.items() if k != "validated_partitions"})
     rebuilt = build_training_set(DATASET, Lake(settings.lake_dir), load_store(settings), spec)
     columns = [DATASET.events.key, DATASET.entity, EVENT_TIMESTAMP, LABEL]
     pd.testing.assert_frame_equal(rebuilt[columns].reset_index(drop=True), logged[columns], check_dtype=False)
     assert int(float(run.data.metrics["train_rows"])) + int(float(run.data.metrics["rows"])) == len(logged)
+
+
+def test_the_evidence_of_a_decision_opens_in_the_mlflow_ui(chain, tmp_path):
+    """Every evidence link of a version's description opens in the UI `make mlflow` serves, from another folder."""
+    import subprocess
+    import sys
+    import urllib.parse
+
+    import requests
+
+    from ctpipe.records import TrainingPlan
+
+    from ..conftest import free_port
+    from ..services import stop, wait_for_http
+
+    settings, _, _ = chain
+    retrained = next(v for v in versions() if v.tags["trigger"].startswith("drift"))
+    links = {k.removeprefix("evidence."): v for k, v in retrained.tags.items() if k.startswith("evidence.")}
+    assert set(links) == {"validation_reports", "data_docs_lab_samples", "data_docs_qc_results", "drift_report"}
+    for label, link in links.items():
+        assert f"[{label}]({link})" in retrained.description
+        assert link.startswith(f"{settings.mlflow_ui_url}/#/experiments/")
+        assert str(settings.state_dir) not in link  # a link into the UI, not a path on the worker
+
+    port = free_port()
+    log = tmp_path / "mlflow-ui.log"
+    ui = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        settings.mlflow_tracking_uri,
+        "--port",
+        str(port),
+    ]
+    with open(log, "w") as out:
+        server = subprocess.Popen(ui, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{base}/health", server, timeout=120, log=log)
+        assert "<html" in requests.get(base, timeout=30).text.lower()
+        opened = {}
+        for label, link in links.items():
+            route = link.removeprefix(settings.mlflow_ui_url + "/#")
+            _, experiment_id, _, run_id, _, path = route.strip("/").split("/", 5)
+            run = requests.get(f"{base}/ajax-api/2.0/mlflow/runs/get", params={"run_id": run_id}, timeout=30)
+            assert run.json()["run"]["info"]["experiment_id"] == experiment_id, label
+            # What the UI's artifact view fetches for that route.
+            answer = requests.get(
+                f"{base}/get-artifact", params={"path": urllib.parse.unquote(path), "run_uuid": run_id}, timeout=30
+            )
+            assert answer.status_code == 200, (label, answer.text[:300])
+            opened[label] = answer.text
+    finally:
+        stop(server)
+    reports = json.loads(opened["validation_reports"])["reports"]
+    assert set(reports) == {"lab_samples", "qc_results"}
+    assert len(reports["lab_samples"]) == len(reports["qc_results"]) == TrainingPlan.days  # the training window
+    assert all(r["status"] == "passed" for table in reports.values() for r in table.values())
+    assert "expectation" in opened["data_docs_lab_samples"].lower()
+    assert "drift" in opened["drift_report"].lower()

@@ -16,14 +16,15 @@ import sqlalchemy as sa
 from ctpipe.datasets import get_dataset
 from ctpipe.datasets.lab_qc_generator import GeneratorConfig
 from ctpipe.ingest import extract_interval, extract_table
-from ctpipe.lake import Interval, Lake
+from ctpipe.lake import Lake
+from ctpipe.records import Interval
 from ctpipe.seed import seed
 
 from ..services import postgres_database
 
 pytestmark = pytest.mark.services
 
-DATASET = get_dataset()
+DATASET = get_dataset("lab_qc")
 DAY = Interval(datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC))
 CONFIG = GeneratorConfig(start=date(2026, 1, 1), days=3, rows_per_day=300, bad_row_share=0.05)
 
@@ -55,8 +56,8 @@ def test_postgres_and_sqlite_sources_give_identical_partitions(postgres_url, tmp
     lake = Lake(tmp_path / "sqlite-lake")
     for table in DATASET.tables:
         from_sqlite = extract_interval(sqlite, table, DAY, lake, chunk_rows=1000)
-        postgres_rows = pq.read_table(from_postgres[table.name]["uri"])
-        assert from_postgres[table.name]["rows"] == from_sqlite.rows > 100
+        postgres_rows = pq.read_table(from_postgres[table.name].uri)
+        assert from_postgres[table.name].rows == from_sqlite.rows > 100
         assert postgres_rows.equals(pq.read_table(from_sqlite.uri)), table.name
     sqlite.dispose()
 

@@ -27,9 +27,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from ctpipe import artifacts
 from ctpipe.datasets import get_dataset
 from ctpipe.datasets.lab_qc_generator import GeneratorConfig
-from ctpipe.lake import Interval, Lake
+from ctpipe.lake import Lake
+from ctpipe.records import Interval
 
 from ..conftest import REPORTS, free_port
 from ..services import (
@@ -44,7 +46,7 @@ from .airflow_stack import AirflowStack, production_environment
 
 pytestmark = [pytest.mark.services, pytest.mark.integration]
 
-DATASET = get_dataset()
+DATASET = get_dataset("lab_qc")
 DAYS = 7
 CANARY = "canary-Pw-7f3a9c1e"  # the source connection's password; trust auth ignores it, logs must too
 TRAINING_FORM = {"family": "sklearn", "days": 5, "holdout_days": 2, "max_iter": 60, "approval_mode": "auto"}
@@ -212,12 +214,10 @@ def test_the_scheduler_catches_up_every_interval_through_ingest_and_features(dep
     for table in DATASET.tables:
         assert {i.key for i, _ in lake.partitions("validated", table.name)} >= {i.key for i in intervals}
         for interval in intervals:
-            report = json.loads((settings.reports_dir / "validation" / table.name / f"{interval.key}.json").read_text())
+            report = json.loads(artifacts.validation_report(settings, table.name, interval).read_text())
             assert report["rows_in"] == report["rows_passed"] + report["rows_quarantined"] > 0
     quarantined = sum(
-        json.loads((settings.reports_dir / "validation" / DATASET.events.name / f"{i.key}.json").read_text())[
-            "rows_quarantined"
-        ]
+        json.loads(artifacts.validation_report(settings, DATASET.events.name, i).read_text())["rows_quarantined"]
         for i in intervals
     )
     assert quarantined > 0  # the generator's broken rows were caught, not lost
@@ -254,7 +254,8 @@ def test_online_features_come_from_redis_and_match_the_offline_store(deployment,
 def test_training_from_the_trigger_form_registers_and_promotes_on_the_mlflow_server(deployment, pipeline):
     import mlflow
 
-    from ctpipe.registry import CHAMPION, alias_version, client
+    from ctpipe.registry import CHAMPION, alias_version, audit_trail
+    from ctpipe.tracking import connect
 
     stack, _ = deployment
     run = pipeline["training"]
@@ -267,7 +268,8 @@ def test_training_from_the_trigger_form_registers_and_promotes_on_the_mlflow_ser
     result = stack.xcom("training", run["dag_run_id"], "train_model")
     assert result["run_id"] and len(json.dumps(result)) < 5000
 
-    mlflow_client = client()
+    tracking = connect()
+    mlflow_client = tracking.client
     assert mlflow_client.tracking_uri.startswith("http://")
     champion = alias_version(mlflow_client, DATASET.model_name, CHAMPION)
     assert champion is not None and champion.version == "1"
@@ -277,10 +279,21 @@ def test_training_from_the_trigger_form_registers_and_promotes_on_the_mlflow_ser
     assert mlflow.get_run(result["run_id"]).info.artifact_uri.startswith("mlflow-artifacts:")
     model = mlflow.pyfunc.load_model(f"models:/{DATASET.model_name}@champion")
     assert model.metadata.run_id == result["run_id"]
+    # The evidence went to the server with the model's run; the description links into the server's UI.
+    evidence = {a.path for a in mlflow_client.list_artifacts(result["run_id"], "evidence")}
+    assert "evidence/validation_reports.json" in evidence and "evidence/data_docs" in evidence
+    links = {k: v for k, v in champion.tags.items() if k.startswith("evidence.")}
+    assert links and all(v.startswith(f"{tracking.ui_url}/#/experiments/") for v in links.values())
+    assert tracking.ui_url == mlflow_client.tracking_uri.rstrip("/")
+    # The promotion is on the audit trail, by the task that made it.
+    [move] = [m for m in audit_trail(mlflow_client, DATASET.model_name) if m.alias == CHAMPION]
+    assert (move.from_version, move.to_version) == (None, "1")
+    assert move.by == f"Airflow training / {run['dag_run_id']} / promote_champion"
 
 
 def test_a_forced_retrain_request_triggers_training_through_its_asset(deployment, pipeline, intervals):
-    from ctpipe.registry import client
+    from ctpipe.registry import versions as registered
+    from ctpipe.tracking import connect
 
     stack, _ = deployment
     monitoring = pipeline["monitoring"]
@@ -289,10 +302,11 @@ def test_a_forced_retrain_request_triggers_training_through_its_asset(deployment
     assert states["request_retraining"] == "success" and states["skip_retraining"] == "skipped"
     drift = stack.xcom("monitoring", monitoring["dag_run_id"], "check_drift")
     assert drift["champion_version"] == "1" and drift["report_uri"].endswith(".html")
+    assert drift["report_uri"].startswith(f"runs:/{drift['mlflow_run_id']}/")
 
     [retrain] = pipeline["retraining"]
     assert retrain["run_type"] == "asset_triggered" and retrain["state"] == "success"
-    versions = sorted(client().search_model_versions(f"name = '{DATASET.model_name}'"), key=lambda v: int(v.version))
+    versions = registered(connect().client, DATASET.model_name)
     assert [v.version for v in versions] == ["1", "2"]
     second = versions[1]
     # The request's reason (real drift, or "forced from the trigger form") travelled through the asset event.
@@ -301,6 +315,7 @@ def test_a_forced_retrain_request_triggers_training_through_its_asset(deployment
     assert second.tags["promotion_decision"] in ("promote", "keep_champion")
     assert second.tags["compared_with_version"] == "1"
     assert "**Decision:" in second.description
+    assert second.tags["evidence.drift_report"].endswith(".html")  # the forced check's report, in the UI
 
 
 def test_the_canary_password_is_in_no_log_and_no_xcom(deployment, pipeline):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ctpipe.datasets.lab_qc_generator import GeneratorConfig, failure_logit, generate, make_labs
-from ctpipe.monitoring import PREDICTION, DriftPolicy, retrain_decision, run_report
+from ctpipe.drift import PREDICTION, DriftPolicy, current_window, retrain_decision, run_report
 
 NUMERIC = ["concentration_ng_ul", "volume_ul", "a260_280", "a260_230", "rin", "storage_temp_c", "transit_hours"]
 CATEGORICAL = ["sample_type", "courier"]
@@ -65,12 +65,9 @@ def test_retraining_waits_out_the_cooldown():
 
 
 def test_the_current_window_never_reaches_into_the_champions_fitted_data():
-    from ctpipe.monitoring import current_window
-
-    params = {"cutoff": "2026-02-12T00:00:00+00:00", "holdout_days": "4"}
+    fitted_until = datetime.fromisoformat("2026-02-08T00:00:00+00:00")  # cutoff 02-12, 4 holdout days
     end = datetime.fromisoformat("2026-02-12T00:00:00+00:00")
-    assert current_window(end, params, POLICY).start == datetime.fromisoformat("2026-02-08T00:00:00+00:00")
+    assert current_window(end, fitted_until, POLICY).start == fitted_until
     later = end + timedelta(days=10)
-    assert current_window(later, params, POLICY).start == later - timedelta(days=POLICY.window_days)
-    params_today = {"cutoff": "2026-02-12T00:00:00+00:00", "holdout_days": "0"}
-    assert current_window(end, params_today, POLICY) is None
+    assert current_window(later, fitted_until, POLICY).start == later - timedelta(days=POLICY.window_days)
+    assert current_window(end, end, POLICY) is None  # fitted on everything up to the end: nothing unseen

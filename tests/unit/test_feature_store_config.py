@@ -10,17 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ctpipe.feature_store import (
-    ServiceUnavailableError,
-    apply_definitions,
-    feast_environment,
-    load_store,
-    materialize,
-    online_features,
-)
-from ctpipe.lake import Interval
-from ctpipe.settings import FEATURE_REPO, Settings
-from ctpipe.training_launch import FORWARDED_ENV
+from ctpipe.feature_store import apply_definitions, load_store, materialize, online_features
+from ctpipe.records import Interval
+from ctpipe.services import ServiceUnavailableError
+from ctpipe.settings import FORWARDED_TO_TRAINING, ConfigurationError, Settings
 
 from ..conftest import free_port
 
@@ -35,14 +28,14 @@ def embedded(state_dir, monkeypatch):
 
 
 def test_every_variable_the_yaml_reads_has_a_default_and_reaches_the_training_pod():
-    read = set(re.findall(r"\$\{(\w+)\}", (FEATURE_REPO / "feature_store.yaml").read_text()))
+    read = set(re.findall(r"\$\{(\w+)\}", (Settings.from_env().feature_repo / "feature_store.yaml").read_text()))
     assert read == set(VARIABLES)
-    assert read <= set(Settings.from_env().feast_environment())
-    assert read <= set(FORWARDED_ENV)
+    assert read <= set(Settings.from_env().feast_variables)
+    assert read <= set(FORWARDED_TO_TRAINING)
 
 
 def test_the_project_defaults_to_ctpipe_and_follows_the_environment(monkeypatch):
-    assert feast_environment()["CTPIPE_FEAST_PROJECT"] == "ctpipe"
+    assert Settings.from_env().feast_variables["CTPIPE_FEAST_PROJECT"] == "ctpipe"
     assert load_store().project == "ctpipe"
     monkeypatch.setenv("CTPIPE_FEAST_PROJECT", "ctpipe_test_run")
     assert load_store().project == "ctpipe_test_run"
@@ -64,16 +57,16 @@ def test_the_project_defaults_to_ctpipe_and_follows_the_environment(monkeypatch)
             "type: redis\nconnection_string: redis:6379",
             "does not parse as YAML in feature_store.yaml",
         ),
-        ("CTPIPE_FEAST_ONLINE_STORE", "{type: redis, connection_string: redis}", "must be host:port"),
+        ("CTPIPE_FEAST_ONLINE_STORE", "{type: redis, connection_string: redis}", "is not host:port"),
         ("CTPIPE_FEAST_OFFLINE_STORE", "[file]", "one-line YAML mapping with a 'type' key"),
-        ("CTPIPE_FEAST_PROJECT", "_hidden", "not starting with an underscore"),
-        ("CTPIPE_FEAST_PROJECT", "lab qc", "letters, digits, underscores and hyphens"),
+        ("CTPIPE_FEAST_PROJECT", "_hidden", "starts with an underscore or hyphen"),
+        ("CTPIPE_FEAST_PROJECT", "lab qc", "has characters other than letters, digits, '_' and '-'"),
         ("CTPIPE_FEAST_PROJECT", "lab-qc", "cannot contain hyphens with a SQLite online store"),
     ],
 )
-def test_a_malformed_value_is_a_value_error_naming_the_variable(monkeypatch, embedded, name, value, expected):
+def test_a_malformed_value_is_a_configuration_error_naming_the_variable(monkeypatch, embedded, name, value, expected):
     monkeypatch.setenv(name, value)
-    with pytest.raises(ValueError, match=re.escape(expected)) as raised:
+    with pytest.raises(ConfigurationError, match=re.escape(expected)) as raised:
         load_store()
     assert str(raised.value).startswith(name)
     assert not embedded.exists()  # checked before anything is created
@@ -83,14 +76,14 @@ def test_the_error_does_not_repeat_a_password(monkeypatch):
     monkeypatch.setenv(
         "CTPIPE_FEAST_REGISTRY", '{registry_type: sql, path: "postgresql+psycopg://feast:s3cret@db/feast"'
     )
-    with pytest.raises(ValueError, match="CTPIPE_FEAST_REGISTRY") as raised:
-        feast_environment()
+    with pytest.raises(ConfigurationError, match="CTPIPE_FEAST_REGISTRY") as raised:
+        _ = Settings.from_env().feast_variables
     assert "s3cret" not in str(raised.value)
     assert "postgresql+psycopg://feast:***@db/feast" in str(raised.value)
     monkeypatch.delenv("CTPIPE_FEAST_REGISTRY")
     monkeypatch.setenv("CTPIPE_FEAST_ONLINE_STORE", "redis:6379,password=s3cret")
-    with pytest.raises(ValueError, match="CTPIPE_FEAST_ONLINE_STORE") as raised:
-        feast_environment()
+    with pytest.raises(ConfigurationError, match="CTPIPE_FEAST_ONLINE_STORE") as raised:
+        _ = Settings.from_env().feast_variables
     assert "s3cret" not in str(raised.value)
 
 
@@ -104,7 +97,9 @@ def unreachable_redis(monkeypatch) -> str:
 
 def assert_clear(error: ServiceUnavailableError, address: str) -> None:
     message = str(error)
-    assert f"Redis at {address} (from CTPIPE_FEAST_ONLINE_STORE)" in message
+    assert message.startswith(
+        f"Feast online store at redis://{address} (from CTPIPE_FEAST_ONLINE_STORE) is unavailable: "
+    )
     assert "Connection refused" in message  # the underlying reason
     assert "db=0" not in message  # never the connection parameters: they may hold a password
 
@@ -135,5 +130,4 @@ def test_the_feature_server_refuses_to_start_without_its_redis(unreachable_redis
     assert result.returncode != 0
     assert time.monotonic() - started < 30
     last_line = result.stderr.strip().splitlines()[-1]
-    assert "ServiceUnavailableError: The Feast online store is unreachable" in last_line
-    assert f"Redis at {unreachable_redis}" in last_line
+    assert f"ServiceUnavailableError: Feast online store at redis://{unreachable_redis} " in last_line

@@ -12,7 +12,9 @@ from ctpipe.features import (
     intervals_behind,
     intervals_to_process,
 )
-from ctpipe.lake import Interval, Lake
+from ctpipe.lake import Lake
+from ctpipe.records import Interval, ValidationOutcome
+from ctpipe.settings import ConfigurationError
 
 from .sources import DATASET, raw_partition
 
@@ -22,6 +24,22 @@ T0 = datetime(2026, 2, 1, tzinfo=UTC)
 
 def day(offset: int) -> Interval:
     return Interval(T0 + timedelta(days=offset), T0 + timedelta(days=offset + 1))
+
+
+def outcome(interval: Interval) -> ValidationOutcome:
+    """What a validated-data asset event carries."""
+    return ValidationOutcome(
+        table=DATASET.events.name,
+        interval=interval,
+        status="passed",
+        rows_in=3,
+        rows_passed=3,
+        rows_quarantined=0,
+        validated_uri=f"/lake/validated/{interval.key}.parquet",
+        quarantine_uri=f"/lake/quarantine/{interval.key}.parquet",
+        report_uri=f"/reports/{interval.key}.json",
+        data_docs_uri=None,
+    )
 
 
 def write_validated(lake: Lake, spec, interval: Interval, frame: pd.DataFrame) -> None:
@@ -153,19 +171,19 @@ def test_build_features_writes_one_partition_per_interval_and_replaces_it(lake):
 
 
 def test_intervals_from_asset_events_are_deduplicated_and_sorted():
-    extras = [{"interval": day(2).to_dict()}, {"interval": day(1).to_dict()}, {"interval": day(2).to_dict()}, {}]
-    assert intervals_to_process(None, None, extras) == [day(1).to_dict(), day(2).to_dict()]
+    validated = [outcome(day(2)), outcome(day(1)), outcome(day(2))]
+    assert intervals_to_process(None, None, validated) == [day(1), day(2)]
 
 
 def test_a_manual_range_is_split_into_days():
     got = intervals_to_process(day(0).start.isoformat(), day(2).end.isoformat(), [])
-    assert got == [day(0).to_dict(), day(1).to_dict(), day(2).to_dict()]
+    assert got == [day(0), day(1), day(2)]
 
 
 def test_a_run_with_nothing_to_compute_says_how_to_trigger_it():
-    with pytest.raises(ValueError, match="trigger with interval_start and interval_end"):
+    with pytest.raises(ConfigurationError, match="trigger with interval_start and interval_end"):
         intervals_to_process(None, None, [])
-    with pytest.raises(ValueError, match="both interval_start and interval_end"):
+    with pytest.raises(ConfigurationError, match="both interval_start and interval_end"):
         intervals_to_process(day(0).start.isoformat(), None, [])
 
 
@@ -182,5 +200,5 @@ def test_validated_intervals_without_current_features_are_caught_up(lake):
     os.utime(validated, ns=(built + 1_000_000, built + 1_000_000))
     assert day(41) in intervals_behind(DATASET, lake) and day(42) not in intervals_behind(DATASET, lake)
     # An asset-triggered run covers its events' intervals and those behind, once each.
-    got = intervals_to_process(None, None, [{"interval": day(42).to_dict()}], behind=[day(41), day(42)])
-    assert got == [day(41).to_dict(), day(42).to_dict()]
+    got = intervals_to_process(None, None, [outcome(day(42))], behind=[day(41), day(42)])
+    assert got == [day(41), day(42)]

@@ -6,7 +6,8 @@ import pytest
 import sqlalchemy as sa
 
 from ctpipe.ingest import SourceError, extract_interval
-from ctpipe.lake import Interval, Lake
+from ctpipe.lake import Lake
+from ctpipe.records import Interval
 
 from .sources import DATASET, seeded_sqlite
 

@@ -2,7 +2,8 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from ctpipe.lake import Interval, Lake, atomic_path
+from ctpipe.lake import Lake, atomic_path
+from ctpipe.records import Interval
 
 UTC = UTC
 

@@ -19,7 +19,7 @@ from ctpipe.models import (
 )
 from ctpipe.training_set import model_columns
 
-DATASET = get_dataset()
+DATASET = get_dataset("lab_qc")
 NUMERIC, CATEGORICAL = model_columns(DATASET)
 
 

@@ -1,6 +1,7 @@
 import pytest
 
-from ctpipe.registry import PromotionPolicy, decide
+from ctpipe.promotion import PromotionPolicy, decide, decision_markdown, stale_markdown, still_current
+from ctpipe.records import Review
 
 POLICY = PromotionPolicy(min_roc_auc=0.65, max_brier=0.25, margin=0.005)
 
@@ -51,9 +52,53 @@ def test_a_backfill_never_promotes_and_says_so():
     assert not decide(metrics(0.90), None, POLICY, backfill=True).promote
 
 
-def test_policy_comes_from_the_environment(monkeypatch):
-    monkeypatch.setenv("CTPIPE_PROMOTION_MARGIN", "0.02")
-    assert PromotionPolicy.from_env().margin == 0.02
-    monkeypatch.setenv("CTPIPE_PROMOTION_MARGIN", "lots")
-    with pytest.raises(ValueError, match="CTPIPE_PROMOTION_MARGIN must be a number"):
-        PromotionPolicy.from_env()
+def test_reasons_are_a_tuple_the_review_record_can_carry():
+    decision = decide(metrics(0.76), metrics(0.75), POLICY)
+    assert isinstance(decision.reasons, tuple) and decision.verdict == "promote"
+
+
+@pytest.mark.parametrize(
+    ("compared_with", "now", "fresh", "words"),
+    [
+        ("3", "3", True, "still version 3"),
+        (None, None, True, "still no champion"),
+        ("3", "4", False, "compared against version 3, but the champion is now version 4"),
+        (None, "4", False, "compared against no champion yet, but the champion is now version 4"),
+        ("3", None, False, "compared against version 3, but the champion is now no champion"),
+    ],
+)
+def test_a_review_holds_only_while_its_champion_still_is(compared_with, now, fresh, words):
+    ok, why = still_current(compared_with, now)
+    assert ok is fresh and words in why
+    if not fresh:
+        assert why.startswith("stale review") and "new review" in why
+
+
+def review(promote: bool, champion: dict | None) -> Review:
+    decision = decide(metrics(0.80, 0.12), champion, POLICY)
+    return Review(
+        name="m",
+        version="5",
+        promote=promote,
+        reasons=decision.reasons,
+        champion_version="4" if champion else None,
+        challenger=metrics(0.80, 0.12),
+        champion=champion,
+        holdout_rows=321,
+    )
+
+
+def test_the_description_shows_the_verdict_both_models_and_links_to_the_evidence():
+    text = decision_markdown(review(True, metrics(0.70)), {"drift_report": "http://mlflow:5000/#/x"})
+    assert text.startswith("**Decision: promote**")
+    assert "Compared with champion: version 4, on 321 holdout rows." in text
+    assert "| roc_auc | 0.8000 | 0.7000 |" in text and "| brier | 0.1200 | 0.1500 |" in text
+    assert "- [drift_report](http://mlflow:5000/#/x)" in text
+    first = decision_markdown(review(True, None), {})
+    assert "none (first model)" in first and "| roc_auc | 0.8000 | - |" in first and "- none recorded" in first
+
+
+def test_a_refused_promotion_puts_why_above_the_review():
+    text = stale_markdown("**Decision: promote**\n...", "stale review: it compared against version 3", "2026-02-01")
+    assert text.startswith("**Not promoted (2026-02-01): stale review: it compared against version 3.**")
+    assert text.endswith("**Decision: promote**\n...") and "Clear `evaluate_models`" in text

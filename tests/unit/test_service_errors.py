@@ -23,14 +23,10 @@ import pytest
 import sqlalchemy as sa
 
 from ctpipe import source
-from ctpipe.settings import hide_passwords
-from ctpipe.source import SourceConfigError, SourceUnavailableError, engine_for_connection
-from ctpipe.tracking import (
-    TrackingConfigError,
-    TrackingUnavailableError,
-    check_tracking_server,
-    configure,
-)
+from ctpipe.services import ServiceUnavailableError
+from ctpipe.settings import ConfigurationError, hide_passwords
+from ctpipe.source import engine_for_connection
+from ctpipe.tracking import check_tracking_server, connect
 
 from ..conftest import ROOT, free_port
 from ..services import postgres_admin_url
@@ -105,7 +101,7 @@ def http_server(status: int) -> Iterator[str]:
 
 def test_a_missing_connection_names_it_and_how_to_define_it(monkeypatch):
     monkeypatch.delenv(CONN_VARIABLE, raising=False)
-    message = raises_fast(SourceConfigError, engine_for_connection, CONN_ID)
+    message = raises_fast(ConfigurationError, engine_for_connection, CONN_ID)
     assert f"source connection {CONN_ID!r} is not defined" in message
     assert CONN_VARIABLE in message and "secrets backend" in message
 
@@ -123,25 +119,26 @@ def test_a_missing_connection_names_it_and_how_to_define_it(monkeypatch):
 )
 def test_a_malformed_connection_says_what_is_wrong(monkeypatch, value, reason):
     monkeypatch.setenv(CONN_VARIABLE, value)
-    message = raises_fast(SourceConfigError, engine_for_connection, CONN_ID)
+    message = raises_fast(ConfigurationError, engine_for_connection, CONN_ID)
     assert repr(CONN_ID) in message and reason in message
 
 
 def test_a_closed_port_fails_fast_as_unreachable(monkeypatch):
     port = free_port()  # bound, then closed: nothing listens there
     monkeypatch.setenv(CONN_VARIABLE, postgres_connection("127.0.0.1", port))
-    message = raises_fast(SourceUnavailableError, engine_for_connection, CONN_ID)
+    message = raises_fast(ServiceUnavailableError, engine_for_connection, CONN_ID)
     assert message == (
-        f"source database {CONN_ID!r} (postgresql+psycopg://ctpipe:***@127.0.0.1:{port}/ctpipe) "
-        "is unreachable: connection refused"
+        f"source database at postgresql+psycopg://ctpipe:***@127.0.0.1:{port}/ctpipe (from connection {CONN_ID!r}) "
+        "is unavailable: connection refused"
     )
 
 
 def test_a_host_that_does_not_resolve_fails_fast_as_unreachable(monkeypatch):
     monkeypatch.setenv(CONN_VARIABLE, postgres_connection("nonexistent.invalid", 5432))
-    message = raises_fast(SourceUnavailableError, engine_for_connection, CONN_ID)
-    assert f"source database {CONN_ID!r} (postgresql+psycopg://ctpipe:***@nonexistent.invalid:5432/ctpipe)" in message
-    assert "is unreachable: failed to resolve host 'nonexistent.invalid'" in message
+    message = raises_fast(ServiceUnavailableError, engine_for_connection, CONN_ID)
+    where = "postgresql+psycopg://ctpipe:***@nonexistent.invalid:5432/ctpipe"
+    assert message.startswith(f"source database at {where} (from connection {CONN_ID!r})")
+    assert "is unavailable: failed to resolve host 'nonexistent.invalid'" in message
 
 
 @pytest.mark.parametrize("where", ["default", "connection extra"])
@@ -152,8 +149,10 @@ def test_a_server_that_never_answers_times_out(monkeypatch, where):
             monkeypatch.setenv(CONN_VARIABLE, postgres_connection("127.0.0.1", port))
         else:
             monkeypatch.setenv(CONN_VARIABLE, postgres_connection("127.0.0.1", port, connect_timeout=2))
-        message = raises_fast(SourceUnavailableError, engine_for_connection, CONN_ID)
-    assert f"127.0.0.1:{port}/ctpipe) is unreachable: connection timeout expired" in message
+        message = raises_fast(ServiceUnavailableError, engine_for_connection, CONN_ID)
+    assert (
+        f"127.0.0.1:{port}/ctpipe (from connection {CONN_ID!r}) is unavailable: connection timeout expired" in message
+    )
 
 
 @pytest.mark.services
@@ -169,9 +168,9 @@ def test_a_wrong_database_name_on_a_real_server_fails_fast(monkeypatch):
         "schema": database,
     }
     monkeypatch.setenv(CONN_VARIABLE, json.dumps(connection))
-    message = raises_fast(SourceUnavailableError, engine_for_connection, CONN_ID)
-    assert f"source database {CONN_ID!r} (postgresql+psycopg://{url.username}:***@" in message
-    assert f'is unreachable: database "{database}" does not exist' in message
+    message = raises_fast(ServiceUnavailableError, engine_for_connection, CONN_ID)
+    assert message.startswith(f"source database at postgresql+psycopg://{url.username}:***@")
+    assert f'(from connection {CONN_ID!r}) is unavailable: database "{database}" does not exist' in message
 
 
 def load_ingest_dag():
@@ -196,7 +195,7 @@ def test_the_extract_task_fails_a_bad_connection_without_retry_and_retries_a_dea
         extract(table, **interval, outlet_events={})
 
     monkeypatch.setenv(CONN_VARIABLE, postgres_connection("127.0.0.1", free_port()))
-    with pytest.raises(SourceUnavailableError, match="is unreachable: connection refused"):
+    with pytest.raises(ServiceUnavailableError, match="is unavailable: connection refused"):
         extract(table, **interval, outlet_events={})
 
 
@@ -216,34 +215,34 @@ def test_the_extract_task_fails_a_bad_connection_without_retry_and_retries_a_dea
 )
 def test_a_malformed_tracking_uri_names_the_variable(monkeypatch, state_dir, uri, reason):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    message = raises_fast(TrackingConfigError, configure)
+    message = raises_fast(ConfigurationError, connect)
     assert message.startswith(f"MLFLOW_TRACKING_URI={hide_passwords(uri)!r} {reason}")
 
 
 def test_a_dead_tracking_server_fails_fast_with_one_message(monkeypatch, state_dir):
     port = free_port()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://ctpipe:{PASSWORD}@127.0.0.1:{port}")
-    message = raises_fast(TrackingUnavailableError, configure)
+    message = raises_fast(ServiceUnavailableError, connect)
     assert message == (
-        f"MLflow tracking server MLFLOW_TRACKING_URI='http://ctpipe:***@127.0.0.1:{port}' "
-        "is unreachable: connection refused"
+        f"MLflow tracking server at http://ctpipe:***@127.0.0.1:{port} (from MLFLOW_TRACKING_URI) "
+        "is unavailable: connection refused"
     )
 
 
 def test_a_tracking_host_that_does_not_resolve_fails_fast(monkeypatch, state_dir):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://nonexistent.invalid")
-    message = raises_fast(TrackingUnavailableError, configure)
+    message = raises_fast(ServiceUnavailableError, connect)
     assert message.startswith(
-        "MLflow tracking server MLFLOW_TRACKING_URI='https://nonexistent.invalid' is unreachable: "
+        "MLflow tracking server at https://nonexistent.invalid (from MLFLOW_TRACKING_URI) is unavailable: "
         "host 'nonexistent.invalid' does not resolve"
     )
 
 
 def test_a_tracking_server_behind_a_failing_proxy_is_unavailable():
     with http_server(503) as url:
-        message = raises_fast(TrackingUnavailableError, check_tracking_server, url)
+        message = raises_fast(ServiceUnavailableError, check_tracking_server, url)
     assert message == (
-        f"MLflow tracking server MLFLOW_TRACKING_URI={url!r} is unavailable: "
+        f"MLflow tracking server at {url} (from MLFLOW_TRACKING_URI) is unavailable: "
         "GET /health answered 503 Service Unavailable"
     )
 
@@ -257,12 +256,11 @@ def test_a_tracking_server_that_answers_is_reachable_even_when_it_wants_credenti
 def test_a_dead_tracking_database_fails_fast(monkeypatch, state_dir):
     port = free_port()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"postgresql+psycopg://ctpipe:{PASSWORD}@127.0.0.1:{port}/mlflow")
-    message = raises_fast(TrackingUnavailableError, configure)  # MLflow alone retries for about 100 s
-    assert message.startswith(
-        f"MLflow tracking database MLFLOW_TRACKING_URI='postgresql+psycopg://ctpipe:***@127.0.0.1:{port}/mlflow' "
-        "is unreachable: "
+    message = raises_fast(ServiceUnavailableError, connect)  # MLflow alone retries for about 100 s
+    assert message == (
+        f"MLflow tracking database at postgresql+psycopg://ctpipe:***@127.0.0.1:{port}/mlflow "
+        "(from MLFLOW_TRACKING_URI) is unavailable: connection refused"
     )
-    assert "Connection refused" in message
 
 
 def test_hide_passwords_hides_only_the_passwords():

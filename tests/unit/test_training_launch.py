@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 
-from ctpipe.training_launch import ENTRYPOINT, PLAN_TEMPLATE, PodSettings, backend, make_plan, pod_operator
+from ctpipe.records import RetrainRequest, TrainingPlan
+from ctpipe.settings import ConfigurationError, Settings
+from ctpipe.training_launch import ENTRYPOINT, PLAN_TEMPLATE, command, make_plan, pod_operator
 
 KUBECONFIG = """
 apiVersion: v1
@@ -39,7 +42,7 @@ def pod_request(tmp_path, monkeypatch):
     monkeypatch.setenv("CTPIPE_STATE_DIR", "/data/ctpipe")
     monkeypatch.setenv("CTPIPE_FEAST_REGISTRY", REGISTRY_WITH_PASSWORD)
     with DAG("pod_spec_probe", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=UTC)):
-        operator = pod_operator(PodSettings.from_env(), config_file=str(kubeconfig))
+        operator = pod_operator(Settings.from_env().training_pod, config_file=str(kubeconfig))
     return operator, operator.build_pod_request_obj()
 
 
@@ -73,8 +76,8 @@ def test_credentials_reach_the_pod_only_through_the_secret(pod_request, monkeypa
     assert "CTPIPE_FEAST_REGISTRY" not in env  # it holds a password: the Secret provides it
     assert "hunter2-pw" not in str(pod.to_dict())
     monkeypatch.delenv("CTPIPE_TRAINING_SECRET")
-    with pytest.raises(ValueError, match=r"CTPIPE_FEAST_REGISTRY carry credentials.*CTPIPE_TRAINING_SECRET"):
-        PodSettings.from_env()
+    with pytest.raises(ConfigurationError, match=r"CTPIPE_FEAST_REGISTRY carry credentials.*CTPIPE_TRAINING_SECRET"):
+        _ = Settings.from_env().training_pod
 
 
 def test_the_pod_mounts_the_state_claim_where_the_workers_keep_the_lake(pod_request):
@@ -88,12 +91,15 @@ def test_the_pod_mounts_the_state_claim_where_the_workers_keep_the_lake(pod_requ
 
 def test_the_backend_is_chosen_by_configuration(monkeypatch):
     monkeypatch.delenv("CTPIPE_TRAINING_BACKEND", raising=False)
-    assert backend() == "local"
+    assert Settings.from_env().training_backend == "local"
     monkeypatch.setenv("CTPIPE_TRAINING_BACKEND", "kubernetes")
-    assert backend() == "kubernetes"
+    assert Settings.from_env().training_backend == "kubernetes"
     monkeypatch.setenv("CTPIPE_TRAINING_BACKEND", "yarn")
-    with pytest.raises(ValueError, match="CTPIPE_TRAINING_BACKEND must be"):
-        backend()
+    with pytest.raises(ConfigurationError, match="CTPIPE_TRAINING_BACKEND='yarn' is not one of them"):
+        _ = Settings.from_env().training_backend
+
+
+CUTOFF = datetime(2026, 2, 1, tzinfo=UTC)
 
 
 def test_a_plan_from_the_trigger_form():
@@ -102,13 +108,54 @@ def test_a_plan_from_the_trigger_form():
         [],
         "manual",
     )
-    assert plan["family"] == "torch" and plan["params"] == {"epochs": 5}  # sklearn's knob is not torch's
-    assert plan["cutoff"] == "2026-02-01T00:00:00+00:00" and plan["days"] == 10 and plan["holdout_days"] == 4
-    assert plan["trigger"] == "manual" and plan["backfill"] is False
+    assert plan.family == "torch" and plan.params == {"epochs": 5}  # sklearn's knob is not torch's
+    assert plan.cutoff == CUTOFF and plan.days == 10 and plan.holdout_days == TrainingPlan.holdout_days
+    assert plan.trigger == "manual" and plan.backfill is False and plan.approval == "auto"
 
 
 def test_a_plan_from_a_retrain_request_and_in_a_backfill():
-    request = {"cutoff": "2026-02-20T00:00:00+00:00", "reason": "drift: 60% of inputs drifted", "report_uri": "r.html"}
+    request = RetrainRequest(cutoff=CUTOFF, reason="drift: 60% of inputs drifted", drift_report="runs:/abc/r.html")
     plan = make_plan({}, [request], "backfill")
-    assert plan["cutoff"] == request["cutoff"] and plan["trigger"] == request["reason"]
-    assert plan["drift_report"] == "r.html" and plan["backfill"] is True and plan["family"] == "sklearn"
+    assert plan.cutoff == request.cutoff and plan.trigger == request.reason
+    assert plan.drift_report == "runs:/abc/r.html" and plan.backfill is True and plan.family == "sklearn"
+
+
+def test_the_form_the_command_line_and_a_retrain_request_share_one_set_of_defaults(monkeypatch, state_dir):
+    """The form's defaults, the entrypoint's and a plan built from a bare retrain request are TrainingPlan's."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from ctpipe.training import plan_from_arguments
+
+    from ..conftest import ROOT
+
+    form = DagBag(dag_folder=str(ROOT / "dags" / "training.py")).dags["training"].params
+    from_request = make_plan({}, [RetrainRequest(cutoff=CUTOFF, reason="drift")], "asset_triggered")
+    from_command_line, _ = plan_from_arguments(["--cutoff", CUTOFF.isoformat()])
+    defaults = TrainingPlan(cutoff=CUTOFF)
+    for plan in (from_request, from_command_line):
+        assert (plan.family, plan.days, plan.holdout_days, plan.seed, plan.approval) == (
+            defaults.family,
+            defaults.days,
+            defaults.holdout_days,
+            defaults.seed,
+            defaults.approval,
+        )
+    assert (form["family"], form["days"], form["holdout_days"], form["seed"], form["approval_mode"]) == (
+        defaults.family,
+        defaults.days,
+        defaults.holdout_days,
+        defaults.seed,
+        defaults.approval,
+    )
+
+
+def test_a_bad_plan_from_the_form_fails_once_with_the_reason():
+    with pytest.raises(ConfigurationError, match=r"holdout_days \(9\) must be fewer than days \(5\)"):
+        make_plan({"cutoff": "2026-02-01T00:00:00+00:00", "days": 5, "holdout_days": 9}, [], "manual")
+
+
+def test_the_local_command_carries_the_plan_as_its_record():
+    plan = TrainingPlan(cutoff=CUTOFF, family="torch", params={"epochs": 3})
+    argv = command(plan, "/tmp/result.json")
+    assert argv[:3] == ENTRYPOINT and argv[3] == "--plan" and argv[-2:] == ["--result-path", "/tmp/result.json"]
+    assert TrainingPlan.from_dict(json.loads(argv[4])) == plan

@@ -5,7 +5,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ctpipe.datasets.lab_qc_generator import GeneratorConfig, generate
-from ctpipe.lake import Interval, Lake
+from ctpipe.lake import Lake
+from ctpipe.records import Interval
 from ctpipe.validation import QUARANTINE_REASONS, ValidationGateError, validate_partition
 
 from .sources import DATASET, raw_partition, rule_violations
@@ -22,7 +23,8 @@ def lake(tmp_path):
 
 def validate(lake, tmp_path, frame, max_bad_row_share=0.5, spec=SPEC):
     uri = raw_partition(lake, spec, DAY, frame)
-    return validate_partition(spec, uri, DAY, lake, tmp_path / "gx", tmp_path / "reports", max_bad_row_share)
+    report = tmp_path / "reports" / spec.name / f"{DAY.key}.json"
+    return validate_partition(spec, uri, DAY, lake, tmp_path / "gx", report, max_bad_row_share)
 
 
 def clean_samples(rows=40) -> pd.DataFrame:
@@ -121,7 +123,7 @@ def test_a_schema_change_fails_with_a_message_naming_it(lake, tmp_path, change, 
         assert text in str(error.value)
     quarantine = pq.read_table(lake.partition("quarantine", SPEC.name, DAY)).to_pandas()
     assert len(quarantine) == 20 and quarantine[QUARANTINE_REASONS].map(lambda r: "schema_changed" in r[0]).all()
-    report = pd.read_json(tmp_path / "reports" / "validation" / SPEC.name / f"{DAY.key}.json", typ="series")
+    report = pd.read_json(tmp_path / "reports" / SPEC.name / f"{DAY.key}.json", typ="series")
     assert report["status"] == "schema_changed"
 
 

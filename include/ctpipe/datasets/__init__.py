@@ -1,4 +1,4 @@
-"""Datasets the pipeline knows. ``CTPIPE_DATASET`` picks one; ``lab_qc`` is the default.
+"""Datasets the pipeline knows; the setting ``CTPIPE_DATASET`` picks one, ``lab_qc`` by default.
 
 To plug in another dataset, describe it with a ``DatasetSpec`` in a module of
 its own and add it to ``DATASETS``; no DAG changes.
@@ -7,7 +7,6 @@ its own and add it to ``DATASETS``; no DAG changes.
 from __future__ import annotations
 
 import importlib
-import os
 
 from ctpipe.datasets.spec import Aggregate, Column, DatasetSpec, TableSpec
 
@@ -15,8 +14,8 @@ from ctpipe.datasets.spec import Aggregate, Column, DatasetSpec, TableSpec
 DATASETS = {"lab_qc": "ctpipe.datasets.lab_qc:LAB_QC"}
 
 
-def get_dataset(name: str | None = None) -> DatasetSpec:
-    name = name or os.environ.get("CTPIPE_DATASET", "lab_qc")
+def get_dataset(name: str) -> DatasetSpec:
+    """The dataset called ``name``; the deployment's own is ``Settings.from_env().dataset``."""
     try:
         module_name, attribute = DATASETS[name].split(":")
     except KeyError:
