@@ -1,13 +1,16 @@
 """
 ### Features: per-lab aggregates for each validated interval, materialized to the online store
 
-Scheduled on the `validated_*` assets of the `ingest` DAG: a run covers every interval
-its asset events name, and any validated interval whose features are missing or older than
-its data (an event the scheduler folded away is not lost). A manual run takes
+Scheduled on any of the `validated_*` assets of the `ingest` DAG: a run covers every
+interval its asset events name that is validated for every table, and any such interval
+whose features are missing or older than its data (an event the scheduler folded away is
+not lost). The event of an interval's first table finds it incomplete and the run does
+nothing; the event of its last table computes it. A manual run takes
 `interval_start` and `interval_end` from the trigger form instead (split into days), to
 rebuild a range.
 
-1. **resolve_intervals** reads which intervals to process (asset events and the lake, or params).
+1. **resolve_intervals** reads which intervals to process (asset events and the lake, or params);
+   none means the rest is skipped.
 2. **build_features** (one mapped task per interval) computes point-in-time rolling
    aggregates from validated data into `lake/features/lab_features/<interval>.parquet`,
    the offline source of the Feast feature view.
@@ -21,7 +24,7 @@ and `POST /get-online-features`.
 
 from __future__ import annotations
 
-from airflow.sdk import Asset, AssetAll, Param, dag, task
+from airflow.sdk import Asset, AssetAny, Param, dag, task
 
 from ctpipe.dag_policy import (
     DATASET,
@@ -67,7 +70,7 @@ def materialize(intervals: list[dict], outlet_events=None) -> dict:
 
 
 @dag(
-    schedule=AssetAll(*VALIDATED),
+    schedule=AssetAny(*VALIDATED),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

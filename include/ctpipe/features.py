@@ -10,7 +10,9 @@ values expire.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 EVENT_TIMESTAMP = "event_timestamp"
+
+log = logging.getLogger(__name__)
 
 
 def feature_schema(dataset: DatasetSpec) -> pa.Schema:
@@ -89,6 +93,16 @@ def build_features(dataset: DatasetSpec, lake: Lake, interval: Interval) -> Feat
     return build
 
 
+def validated_partitions(dataset: DatasetSpec, lake: Lake) -> list[dict[Interval, Path]]:
+    """Each table's validated partitions, by interval."""
+    return [dict(lake.partitions("validated", table.name)) for table in dataset.tables]
+
+
+def complete_intervals(dataset: DatasetSpec, lake: Lake) -> set[Interval]:
+    """Intervals validated for every table of the dataset: the only ones whose features can be computed."""
+    return set.intersection(*(set(partitions) for partitions in validated_partitions(dataset, lake)))
+
+
 def intervals_behind(dataset: DatasetSpec, lake: Lake) -> list[Interval]:
     """Intervals validated for every table whose features are missing or older than that data, oldest first.
 
@@ -97,7 +111,7 @@ def intervals_behind(dataset: DatasetSpec, lake: Lake) -> list[Interval]:
     is not handed to that run. The validated partitions are in the lake all the same,
     so each run also picks up whatever its events did not name.
     """
-    validated = [dict(lake.partitions("validated", table.name)) for table in dataset.tables]
+    validated = validated_partitions(dataset, lake)
     complete = set.intersection(*(set(partitions) for partitions in validated))
     built = dict(lake.partitions("features", dataset.feature_view))
 
@@ -116,12 +130,16 @@ def intervals_to_process(
     validated: list[ValidationOutcome],
     step: timedelta = timedelta(days=1),
     behind: list[Interval] | None = None,
+    complete: set[Interval] | None = None,
 ) -> list[Interval]:
     """The intervals a features run covers, oldest first.
 
     A manual run names a range (split into ``step``-long intervals); a run
     triggered by validated-data assets covers every interval its events name
     (the scheduler may fold several events into one run), and those ``behind``.
+    With ``complete`` given, an interval named by an event but not yet validated
+    for every table is left out: the event of its last table triggers the run
+    that computes it. Such a run may then have nothing to do, and returns ``[]``.
     """
     if start or end:
         if not (start and end):
@@ -132,13 +150,15 @@ def intervals_to_process(
             cuts.append(Interval(cursor, min(cursor + step, whole.end)))
             cursor += step
         return cuts
-    found = {outcome.interval for outcome in validated} | set(behind or [])
-    if not found:
+    if not validated and not behind:
         raise ConfigurationError(
             "no interval to compute: trigger with interval_start and interval_end, "
             "or let the validated-data assets trigger the run"
         )
-    return sorted(found)
+    named = {outcome.interval for outcome in validated}
+    if complete is not None:
+        named &= complete
+    return sorted(named | set(behind or []))
 
 
 def intervals_for_run(
@@ -148,8 +168,12 @@ def intervals_for_run(
     if start or end:
         return intervals_to_process(start, end, validated)
     settings = settings or Settings.from_env()
-    behind = intervals_behind(settings.dataset, Lake(settings.lake_dir))
-    return intervals_to_process(None, None, validated, behind=behind)
+    lake = Lake(settings.lake_dir)
+    complete = complete_intervals(settings.dataset, lake)
+    behind = intervals_behind(settings.dataset, lake)
+    for waiting in sorted({o.interval for o in validated} - complete):
+        log.info("interval %s waits for the rest of its tables before its features are computed", waiting.key)
+    return intervals_to_process(None, None, validated, behind=behind, complete=complete)
 
 
 def build_interval_features(interval: Interval, settings: Settings | None = None) -> FeatureBuild:

@@ -165,14 +165,35 @@ class AirflowStack:
         except TimeoutError as error:
             raise TimeoutError(f"{error}; {self.task_states(dag_id, run_id)}") from None
 
-    def wait_until(self, condition, what: str, timeout: float, poll: float = 3) -> Any:
+    def wait_until(self, condition, what: str, timeout: float, poll: float = 3, on_timeout=None) -> Any:
+        """Poll ``condition`` until it is truthy; on timeout the error carries ``on_timeout()``'s diagnosis."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
             if value := condition():
                 return value
             time.sleep(poll)
-        raise TimeoutError(f"{what} did not happen within {timeout:.0f}s")
+        diagnosis = f"\n{on_timeout()}" if on_timeout else ""
+        raise TimeoutError(f"{what} did not happen within {timeout:.0f}s{diagnosis}")
+
+    def diagnosis(self, dag_id: str, run_id: str | None = None, tail: int = 2500) -> str:
+        """What a reader needs when a run went wrong: the runs' and tasks' states, queued events,
+        the log tails of tasks that did not succeed, and the scheduler's last lines."""
+        lines = []
+        runs = [r for r in self.dag_runs(dag_id) if run_id in (None, r["dag_run_id"])]
+        for run in runs:
+            lines.append(f"{dag_id} {run['dag_run_id']}: {run['state']} {self.task_states(dag_id, run['dag_run_id'])}")
+        queued = self.api("GET", f"/dags/{dag_id}/assets/queuedEvents")
+        lines.append(f"queued events of {dag_id}: {queued}")
+        for run in runs:
+            folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run['dag_run_id']}"
+            for ti in self.task_instances(dag_id, run["dag_run_id"]):
+                if ti["state"] in ("success", "skipped"):
+                    continue
+                for log in sorted(folder.glob(f"task_id={ti['task_id']}/**/attempt=*.log")):
+                    lines.append(f"--- {log.relative_to(self.home)} ---\n{log.read_text()[-tail:]}")
+        lines.append(f"--- scheduler.log ---\n{self.log('scheduler').read_text()[-tail:]}")
+        return "\n".join(lines)
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})[

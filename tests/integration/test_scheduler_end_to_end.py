@@ -162,21 +162,33 @@ def pipeline(deployment, intervals):
     ingest_runs = stack.wait_until(caught_up, f"{DAYS} scheduled ingest runs", timeout=1200)
 
     def materialized_to_end():
-        events = stack.api("GET", "/assets/events", params={"source_dag_id": "features", "limit": 100})
-        ends = [e["extra"].get("materialized", {}).get("end") for e in events["asset_events"]]
-        done = any(end and datetime.fromisoformat(end) >= intervals[-1].end for end in ends)
-        idle = all(r["state"] in ("success", "failed") for d in ("features", "monitoring") for r in stack.dag_runs(d))
-        # No queued asset event that will still become a run: monitoring runs on any one; features
-        # needs one per table (a lone one can be left when the scheduler drops its partner, #56050,
-        # and then waits for the next day's data; the lake has what it stood for).
+        # Read in this order: with nothing queued first, then every run finished, then no event of
+        # the last interval, nothing can still bring it (a run made in between is seen finished).
         queued = {
             dag_id: stack.api("GET", f"/dags/{dag_id}/assets/queuedEvents")["total_entries"]
             for dag_id in ("features", "monitoring")
         }
-        pending = queued["monitoring"] > 0 or queued["features"] >= len(DATASET.tables)
+        runs = {d: stack.dag_runs(d) for d in ("features", "monitoring")}
+        events = stack.api("GET", "/assets/events", params={"source_dag_id": "features", "limit": 100})
+        if failed := [(d, r["dag_run_id"]) for d, rs in runs.items() for r in rs if r["state"] == "failed"]:
+            raise AssertionError(f"a chained run failed: {failed}\n{stack.diagnosis(*failed[0])}")
+        ends = sorted(e["extra"]["materialized"]["end"] for e in events["asset_events"] if e["extra"])
+        done = bool(ends) and datetime.fromisoformat(ends[-1]) >= intervals[-1].end
+        idle = all(r["state"] in ("success", "failed") for rs in runs.values() for r in rs)
+        pending = any(queued.values())  # both DAGs run on any one event
+        if idle and not pending and not done:
+            raise AssertionError(
+                f"nothing runs and nothing is queued, but features were materialized only to {ends[-1:]}\n"
+                f"{stack.diagnosis('features')}"
+            )
         return done and idle and not pending
 
-    stack.wait_until(materialized_to_end, "features materialized through the last interval", timeout=900)
+    stack.wait_until(
+        materialized_to_end,
+        "features materialized through the last interval",
+        timeout=900,
+        on_timeout=lambda: stack.diagnosis("features"),
+    )
 
     training_run = stack.trigger("training", TRAINING_FORM)
     trained = stack.wait_for_run("training", training_run, timeout=900)

@@ -10,6 +10,7 @@ from ctpipe.features import (
     build_features,
     compute_features,
     intervals_behind,
+    intervals_for_run,
     intervals_to_process,
 )
 from ctpipe.lake import Lake
@@ -202,3 +203,18 @@ def test_validated_intervals_without_current_features_are_caught_up(lake):
     # An asset-triggered run covers its events' intervals and those behind, once each.
     got = intervals_to_process(None, None, [outcome(day(42))], behind=[day(41), day(42)])
     assert got == [day(41), day(42)]
+
+
+def test_an_interval_is_computed_once_every_table_is_validated(lake, monkeypatch):
+    """The first table's event finds its interval incomplete and does nothing; the last table's computes it."""
+    monkeypatch.setenv("CTPIPE_LAKE_DIR", str(lake.root))
+    for offset in range(45):
+        build_features(DATASET, lake, day(offset))
+    newest = day(45)
+    write_validated(lake, DATASET.events, newest, pd.DataFrame([sample("A", newest.start, 1.0, -20.0, 999)]))
+    assert intervals_for_run(None, None, [outcome(newest)]) == []
+    write_validated(lake, DATASET.labels, newest, pd.DataFrame(columns=DATASET.labels.column_names))
+    labels_event = ValidationOutcome.from_dict({**outcome(newest).to_dict(), "table": DATASET.labels.name})
+    assert intervals_for_run(None, None, [labels_event]) == [newest]
+    # Whichever event a run was handed, it finds the complete interval: a folded-away event loses nothing.
+    assert intervals_for_run(None, None, [outcome(day(3))]) == [day(3), newest]
