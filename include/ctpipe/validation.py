@@ -218,6 +218,18 @@ def _write(frame: pd.DataFrame, path: Path, schema: pa.Schema, reasons: list[lis
     return str(path)
 
 
+def percentages_that_differ(value: float, limit: float, most_digits: int = 6) -> tuple[str, str]:
+    """Both as percentages, with the fewest decimals (at least one) at which the two texts differ.
+
+    "401 of 2001 rows (20.0%) ... above the threshold of 20.0%" contradicts itself; 20.04% and 20.00% do not.
+    """
+    for digits in range(1, most_digits + 1):
+        shown = f"{value:.{digits}%}", f"{limit:.{digits}%}"
+        if shown[0] != shown[1]:
+            break
+    return shown
+
+
 def validate_partition(
     spec: TableSpec,
     raw_uri: str | Path,
@@ -260,11 +272,12 @@ def validate_partition(
     elif bad_share > max_bad_row_share:
         status = "failed_threshold"
         top = ", ".join(f"{name}: {count}" for name, count in failures.most_common(5))
+        share, limit = percentages_that_differ(bad_share, max_bad_row_share)
         message = (
-            f"{spec.name} {interval}: {len(reasons)} of {rows_in} rows ({bad_share:.1%}) are bad, "
-            f"above the threshold of {max_bad_row_share:.1%}; most broken: {top}"
+            f"{spec.name} {interval}: {len(reasons)} of {rows_in} rows ({share}) are bad, "
+            f"above the threshold of {limit}; most broken: {top}"
         )
-        rejected = f"interval_rejected: bad-row share {bad_share:.1%} above {max_bad_row_share:.1%}"
+        rejected = f"interval_rejected: bad-row share {share} above {limit}"
         reasons = {index: reasons.get(index) or [rejected] for index in frame.index}
     else:
         status = "empty" if rows_in == 0 else "passed"

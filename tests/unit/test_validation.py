@@ -100,6 +100,18 @@ def test_too_many_bad_rows_fail_the_gate_and_quarantine_the_interval(lake, tmp_p
     assert quarantine[QUARANTINE_REASONS].map(lambda r: r[0].startswith("interval_rejected")).sum() == len(frame) - 16
 
 
+def test_the_threshold_message_shows_the_digits_that_tell_share_and_threshold_apart(lake, tmp_path):
+    frame = clean_samples(2000).head(2001)
+    assert len(frame) == 2001
+    frame.loc[:400, "a260_280"] = 9.9  # 401 of 2001 rows: 20.04%, just above 20%
+    with pytest.raises(ValidationGateError) as error:
+        validate(lake, tmp_path, frame, max_bad_row_share=0.2)
+    assert "401 of 2001 rows (20.04%) are bad, above the threshold of 20.00%" in str(error.value)
+    reasons = pq.read_table(lake.partition("quarantine", SPEC.name, DAY)).to_pandas()[QUARANTINE_REASONS]
+    assert "interval_rejected: bad-row share 20.04% above 20.00%" in {r[0] for r in reasons}
+    assert len(reasons) == len(frame)
+
+
 @pytest.mark.parametrize(
     "change, expected",
     [
