@@ -9,6 +9,7 @@ is, where the schema check names it.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from ctpipe.lake import Lake, atomic_path, write_json
 from ctpipe.records import Extraction, Interval
 from ctpipe.settings import Settings
 from ctpipe.source import describe, engine_for_connection
+
+log = logging.getLogger(__name__)
 
 
 class SourceError(RuntimeError):
@@ -130,7 +133,10 @@ def extract_table(table_name: str, interval: Interval, settings: Settings | None
     settings = settings or Settings.from_env()
     spec = settings.dataset.table(table_name)
     engine = engine_for_connection(settings.source_conn_id)
+    lake = Lake(settings.lake_dir)
+    for path in lake.sweep_temporaries():
+        log.info("removed %s, the temporary of a write that was killed", path)
     try:
-        return extract_interval(engine, spec, interval, Lake(settings.lake_dir), settings.extract_chunk_rows)
+        return extract_interval(engine, spec, interval, lake, settings.extract_chunk_rows)
     finally:
         engine.dispose()

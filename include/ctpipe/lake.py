@@ -4,17 +4,21 @@
 ``quarantine`` and ``features``. Files are written under a hidden temporary
 name and renamed into place, so readers never see a partial partition and a
 re-run replaces its partition whole. Readers (pyarrow, dask, Feast) skip names
-that start with ``.`` or ``_``.
+that start with ``.`` or ``_``. A write that was killed leaves its temporary behind;
+``Lake.sweep_temporaries`` removes those too old to belong to a live write, and every
+ingest run calls it first.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,11 +28,20 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+# A temporary older than this has no live writer: every task of the pipeline is stopped well
+# before (their execution_timeout, in ctpipe.dag_policy, is shorter; a test keeps it so).
+STALE_TEMPORARY_AGE = timedelta(hours=2)
+
+
+def temporary_name(final: Path) -> Path:
+    return final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+
+
 @contextmanager
 def atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``final``; rename it into place on success."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+    tmp = temporary_name(final)
     try:
         yield tmp
         os.replace(tmp, final)
@@ -82,3 +95,18 @@ class Lake:
             if within is None or interval.overlaps(within):
                 found.append((interval, path))
         return sorted(found)
+
+    def sweep_temporaries(self, older_than: timedelta = STALE_TEMPORARY_AGE) -> list[Path]:
+        """Remove the temporaries that killed writes left anywhere in the lake, if older than ``older_than``."""
+        if not self.root.is_dir():
+            return []
+        cutoff = time.time() - older_than.total_seconds()
+        removed = []
+        for path in self.root.rglob(".*.tmp"):
+            try:
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(path)
+            except FileNotFoundError:  # another run swept it first
+                pass
+        return sorted(removed)

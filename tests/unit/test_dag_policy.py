@@ -33,3 +33,11 @@ def test_a_configuration_error_fails_the_task_without_retry_and_other_errors_kee
     with pytest.raises(ConnectionError):  # a service may come back: retried as usual
         task("outage")
     assert list(inspect.signature(task).parameters) == ["kind", "params"]  # TaskFlow still sees the context args
+
+
+def test_no_task_outlives_the_age_at_which_the_lake_sweeps_its_temporaries():
+    """A temporary older than that cannot belong to a running task, so the sweep never takes a live write."""
+    from ctpipe.dag_policy import DEFAULT_ARGS
+    from ctpipe.lake import STALE_TEMPORARY_AGE
+
+    assert DEFAULT_ARGS["execution_timeout"] < STALE_TEMPORARY_AGE

@@ -109,3 +109,30 @@ def test_a_value_that_does_not_fit_its_declared_type_is_named(source, tmp_path):
         )
     with pytest.raises(SourceError, match=r"column 'volume_ul' .* holds 'lots'"):
         extract_interval(engine, DATASET.events, DAY2, Lake(tmp_path / "lake"), chunk_rows=10)
+
+
+def test_an_extraction_first_sweeps_what_killed_writes_left_in_the_lake(tmp_path, monkeypatch):
+    """Through the task's own entry point, with the deployment's settings: the stale temporary goes, the run lands."""
+    import json
+    import os
+    import time
+
+    from ctpipe.ingest import extract_table
+    from ctpipe.lake import STALE_TEMPORARY_AGE, temporary_name
+
+    engine, _, _ = seeded_sqlite(tmp_path / "source.db", rows_per_day=50)
+    engine.dispose()
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_CTPIPE_SOURCE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "source.db")})
+    )
+    monkeypatch.setenv("CTPIPE_LAKE_DIR", str(tmp_path / "lake"))
+    lake = Lake(tmp_path / "lake")
+    left = temporary_name(lake.partition("validated", DATASET.labels.name, DAY2))
+    left.parent.mkdir(parents=True)
+    left.write_text("half a partition")
+    stale = time.time() - STALE_TEMPORARY_AGE.total_seconds() - 1
+    os.utime(left, (stale, stale))
+
+    extraction = extract_table(DATASET.events.name, DAY2)
+    assert not left.exists()
+    assert extraction.rows > 0 and pq.read_table(extraction.uri).num_rows == extraction.rows

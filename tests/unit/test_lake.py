@@ -1,8 +1,12 @@
+import os
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from ctpipe.lake import Lake, atomic_path
+from ctpipe.lake import STALE_TEMPORARY_AGE, Lake, atomic_path
 from ctpipe.records import Interval
 
 UTC = UTC
@@ -58,3 +62,41 @@ def test_partitions_lists_overlapping_intervals_oldest_first(tmp_path):
     within = Interval(datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, 12, tzinfo=UTC))
     assert [i.start.day for i, _ in lake.partitions("validated", "t", within)] == [2, 3]
     assert [i.start.day for i, _ in lake.partitions("validated", "t")] == [1, 2, 3]
+
+
+KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from ctpipe.lake import atomic_path
+with atomic_path(Path(sys.argv[1])) as tmp:
+    tmp.write_text("half a partition")
+    os.kill(os.getpid(), signal.SIGKILL)  # no cleanup runs: what a killed task leaves
+"""
+
+
+def killed_write(final) -> list:
+    done = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(final)], capture_output=True)
+    assert done.returncode == -9
+    return list(final.parent.glob(".*.tmp"))
+
+
+def age(path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_the_temporaries_of_killed_writes_are_swept_once_no_live_write_can_own_them(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    day = Interval(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
+    partition = lake.partition("raw", "t", day)
+    partition.parent.mkdir(parents=True)
+    partition.write_text("the last good partition")
+    [old] = killed_write(partition)
+    age(old, STALE_TEMPORARY_AGE.total_seconds() + 60)
+    [fresh] = [p for p in killed_write(lake.manifest("raw", "t", day)) if p != old]  # may still be being written
+    assert [i for i, _ in lake.partitions("raw", "t")] == [day]  # readers skip both all along
+
+    assert lake.sweep_temporaries() == [old]
+    assert not old.exists() and fresh.exists() and partition.read_text() == "the last good partition"
+    assert lake.sweep_temporaries() == []
+    assert Lake(tmp_path / "nothing yet").sweep_temporaries() == []
