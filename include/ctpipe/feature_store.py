@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import logging
 import os
 import re
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
+
+log = logging.getLogger(__name__)
 
 ONLINE_STORE_VARIABLE = "CTPIPE_FEAST_ONLINE_STORE"
 # How long a Redis online store gets to answer the one ping made before Feast uses it.
@@ -202,17 +206,33 @@ def historical_features(store: FeatureStore, service: str, entity_rows: pd.DataF
     return store.get_historical_features(entity_df=entity_rows, features=store.get_feature_service(service)).to_df()
 
 
+def materialized_until(store: FeatureStore, feature_view: str) -> datetime | None:
+    """How far the online store has been loaded: the latest end Feast recorded for the view, in UTC."""
+    newest = store.get_feature_view(feature_view).most_recent_end_time
+    if newest is None:
+        return None
+    return newest.replace(tzinfo=UTC) if newest.tzinfo is None else newest.astimezone(UTC)
+
+
 def publish_online(intervals: list[Interval], settings: Settings | None = None) -> Publication:
     """Register the definitions, then materialize the span the intervals cover, in one pass.
 
-    One pass over the whole span keeps the newest row per entity: materializing
-    intervals one by one out of order could leave older values online.
+    The online store only moves forward. Feast writes, for each entity, its newest row
+    within the span materialized, and the SQLite store overwrites whatever it holds: a
+    rerun or backfill of an older interval would put every entity back to that day. So
+    the span materialized reaches at least as far as the store was already loaded; the
+    newest row of each entity is then the one it serves.
     """
     settings = settings or Settings.from_env()
     store = load_store(settings)
     registered = apply_definitions(store, settings)
     span = Interval(min(i.start for i in intervals), max(i.end for i in intervals))
-    materialize(store, span)
+    newest = materialized_until(store, settings.dataset.feature_view)
+    if newest is not None and newest > span.end:
+        log.info("materializing %s through %s, where the online store already is", span, newest.isoformat())
+        materialize(store, Interval(span.start, newest))
+    else:
+        materialize(store, span)
     return Publication(feature_view=settings.dataset.feature_view, materialized=span, registered=tuple(registered))
 
 

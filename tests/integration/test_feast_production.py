@@ -203,3 +203,15 @@ def test_rematerializing_an_interval_changes_nothing(production):
     materialize(production.store, Interval(DAYS[0].start, DAYS[-1].end))
     assert redis_snapshot(production.project) == before
     assert online_features(production.store, DATASET.feature_service, DATASET.entity, labs) == served
+
+
+def test_republishing_an_older_interval_never_takes_redis_back(production):
+    from ctpipe.feature_store import online_features, publish_online
+
+    labs = sorted(offline_rows(production.lake)[DATASET.entity].unique())
+    before = online_features(production.store, DATASET.feature_service, DATASET.entity, labs)
+    publish_online([DAYS[1]], production.settings)
+    assert online_features(production.store, DATASET.feature_service, DATASET.entity, labs) == before
+    offline = newest_offline(production)
+    for name in FEATURES:
+        assert np.allclose(pd.Series(before[name], dtype="float64"), offline[name].astype("float64"), equal_nan=True)

@@ -159,6 +159,21 @@ def test_online_values_are_the_latest_materialized_rows(store):
         assert values[name][-1] is None  # an unknown lab gets nulls, not an error
 
 
+def test_republishing_an_older_interval_never_takes_the_online_store_back(store):
+    """A backfill or rerun of an old day (here through the features DAG's own call) leaves the newest values online."""
+    from ctpipe.feature_store import online_features, publish_online
+
+    feature_store, lake, settings = store
+    labs = sorted(offline_rows(lake)[DATASET.entity].unique())
+    before = online_features(feature_store, DATASET.feature_service, DATASET.entity, labs)
+    old_day = pq.read_table(lake.partition("features", DATASET.feature_view, DAYS[2])).to_pandas()
+    assert any(before[name] != list(old_day.set_index(DATASET.entity).reindex(labs)[name]) for name in FEATURES)
+
+    published = publish_online([DAYS[2], DAYS[3]], settings)
+    assert published.materialized == Interval(DAYS[2].start, DAYS[3].end)
+    assert online_features(feature_store, DATASET.feature_service, DATASET.entity, labs) == before
+
+
 def test_feast_serve_answers_over_http(store):
     from ctpipe.feature_store import online_features
 
