@@ -3,9 +3,10 @@
 
 Scheduled on any of the `validated_*` assets of the `ingest` DAG: a run covers every
 interval its asset events name that is validated for every table, and any such interval
-whose features are missing or older than its data (an event the scheduler folded away is
-not lost). The event of an interval's first table finds it incomplete and the run does
-nothing; the event of its last table computes it. A manual run takes
+whose features are missing or older than the data its windows read (an event the scheduler
+folded away is not lost; late rows reach every window that holds their day). The event of
+an interval's first table finds it incomplete and the run does nothing; the event of its
+last table computes it. A manual run takes
 `interval_start` and `interval_end` from the trigger form instead (split into days), to
 rebuild a range.
 
@@ -15,8 +16,8 @@ rebuild a range.
    aggregates from validated data into `lake/features/lab_features/<interval>.parquet`,
    the offline source of the Feast feature view.
 3. **materialize** registers the `feature_repo/` definitions and runs Feast's
-   `materialize(start, end)` over exactly those intervals, then publishes the
-   `lab_features` asset.
+   `materialize(start, end)` over those intervals (through as far as the online store
+   already is, so it never goes back in time), then publishes the `lab_features` asset.
 
 Online values: `python -m ctpipe.feature_store online LAB-001`, or `make serve-features`
 and `POST /get-online-features`.

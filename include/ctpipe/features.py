@@ -11,6 +11,7 @@ values expire.
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,7 +105,11 @@ def complete_intervals(dataset: DatasetSpec, lake: Lake) -> set[Interval]:
 
 
 def intervals_behind(dataset: DatasetSpec, lake: Lake) -> list[Interval]:
-    """Intervals validated for every table whose features are missing or older than that data, oldest first.
+    """Intervals validated for every table whose features are missing or older than their inputs, oldest first.
+
+    An interval's inputs are the validated partitions its longest window reads, so late
+    rows re-ingested into one day make every feature interval whose window holds that day
+    stale, not only the day's own.
 
     Asset events are how the features DAG hears of new data, but the scheduler can
     drop one: an event that arrives while ``max_active_runs`` holds the next run back
@@ -114,11 +119,15 @@ def intervals_behind(dataset: DatasetSpec, lake: Lake) -> list[Interval]:
     validated = validated_partitions(dataset, lake)
     complete = set.intersection(*(set(partitions) for partitions in validated))
     built = dict(lake.partitions("features", dataset.feature_view))
+    inputs = sorted((i, path.stat().st_mtime_ns) for partitions in validated for i, path in partitions.items())
+    starts = [i.start for i, _ in inputs]
 
     def stale(interval: Interval) -> bool:
         if interval not in built:
             return True
-        newest_input = max(partitions[interval].stat().st_mtime_ns for partitions in validated)
+        window = Interval(interval.end - dataset.longest_window, interval.end)
+        reach = inputs[bisect_left(starts, window.start - dataset.longest_window) : bisect_left(starts, window.end)]
+        newest_input = max((mtime for i, mtime in reach if i.overlaps(window)), default=0)
         return built[interval].stat().st_mtime_ns < newest_input
 
     return sorted(i for i in complete if stale(i))

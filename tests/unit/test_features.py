@@ -1,4 +1,5 @@
 import os
+import time
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -195,11 +196,13 @@ def test_validated_intervals_without_current_features_are_caught_up(lake):
     for offset in (40, 41, 42):
         build_features(DATASET, lake, day(offset))
     assert intervals_behind(DATASET, lake) == [i for i in everything if i not in (day(40), day(41), day(42))]
-    # Re-validating an interval (a re-run of ingest) makes its features stale again.
-    built = dict(lake.partitions("features", DATASET.feature_view))[day(41)].stat().st_mtime_ns
+    # Re-validating an interval (a re-run of ingest with late rows) makes its features stale again,
+    # and those of every later interval whose window reads it; earlier ones stay current.
+    built = max(path.stat().st_mtime_ns for _, path in lake.partitions("features", DATASET.feature_view))
     validated = dict(lake.partitions("validated", DATASET.events.name))[day(41)]
     os.utime(validated, ns=(built + 1_000_000, built + 1_000_000))
-    assert day(41) in intervals_behind(DATASET, lake) and day(42) not in intervals_behind(DATASET, lake)
+    behind = intervals_behind(DATASET, lake)
+    assert day(41) in behind and day(42) in behind and day(40) not in behind
     # An asset-triggered run covers its events' intervals and those behind, once each.
     got = intervals_to_process(None, None, [outcome(day(42))], behind=[day(41), day(42)])
     assert got == [day(41), day(42)]
@@ -218,3 +221,21 @@ def test_an_interval_is_computed_once_every_table_is_validated(lake, monkeypatch
     assert intervals_for_run(None, None, [labels_event]) == [newest]
     # Whichever event a run was handed, it finds the complete interval: a folded-away event loses nothing.
     assert intervals_for_run(None, None, [outcome(day(3))]) == [day(3), newest]
+
+
+def test_late_rows_reach_every_feature_interval_whose_window_holds_their_day(lake):
+    """Recomputed from the lake, each interval in the longest window after the late day sees the late rows."""
+    late_day, window_days = day(10), DATASET.longest_window.days
+    for offset in range(45):
+        build_features(DATASET, lake, day(offset))
+    assert intervals_behind(DATASET, lake) == []
+    frame = pq.read_table(lake.partition("validated", "lab_samples", late_day)).to_pandas()
+    late = frame.iloc[[0]].assign(sample_id="LATE-1", submitted_at=late_day.start + timedelta(hours=23))
+    time.sleep(0.01)  # the rewrite is newer than every feature partition
+    write_validated(lake, DATASET.events, late_day, pd.concat([frame, late], ignore_index=True))
+
+    behind = intervals_behind(DATASET, lake)
+    assert behind == [day(offset) for offset in range(10, 10 + window_days)]
+    before = compute_features(DATASET, lake, day(10 + window_days - 1)).set_index("lab_id")["submissions_28d"]
+    built = pq.read_table(lake.partition("features", DATASET.feature_view, day(10 + window_days - 1))).to_pandas()
+    assert (before - built.set_index("lab_id")["submissions_28d"]).to_dict() == {"A": 1, "B": 0}
