@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ctpipe import artifacts
-from ctpipe.datasets.spec import ColumnType, TableSpec
+from ctpipe.datasets.spec import ColumnType, Identifier, TableSpec
 from ctpipe.lake import Lake, atomic_path, write_json
 from ctpipe.records import Extraction, Interval, ValidationOutcome
 from ctpipe.settings import Settings
@@ -71,6 +71,22 @@ def expectation_name(config: Any) -> str:
     return f"{name} where {condition}" if condition else name
 
 
+# Whitespace at either end of a value; an identifier may not have it.
+EDGE_WHITESPACE = r"^\s|\s$"
+
+
+def identifier_expectations(column: str, rule: Identifier) -> list[Any]:
+    import great_expectations.expectations as gxe
+
+    found: list[Any] = [
+        gxe.ExpectColumnValueLengthsToBeBetween(column=column, min_value=1, max_value=rule.max_length),
+        gxe.ExpectColumnValuesToNotMatchRegex(column=column, regex=EDGE_WHITESPACE),
+    ]
+    if rule.pattern:
+        found.append(gxe.ExpectColumnValuesToMatchRegex(column=column, regex=rule.pattern))
+    return found
+
+
 def build_suite(spec: TableSpec) -> gx.ExpectationSuite:
     import great_expectations as gx
     import great_expectations.expectations as gxe
@@ -92,6 +108,8 @@ def build_suite(spec: TableSpec) -> gx.ExpectationSuite:
                     column=column.name, min_value=column.min_value, max_value=column.max_value
                 )
             )
+        if column.identifier is not None:
+            expectations += identifier_expectations(column.name, column.identifier)
         if column.allowed_values is not None:
             expectations.append(
                 gxe.ExpectColumnValuesToBeInSet(column=column.name, value_set=list(column.allowed_values))

@@ -50,4 +50,11 @@ def rule_violations(frame: pd.DataFrame, spec) -> pd.Series:
             bad |= (values < column.min_value) | (values > column.max_value)
         if column.allowed_values:
             bad |= values.notna() & ~values.isin(column.allowed_values)
+        if column.identifier:
+            text = values.dropna().astype(str)
+            wrong = (text.str.len() < 1) | (text.str.len() > column.identifier.max_length)
+            wrong |= text != text.str.strip()
+            if column.identifier.pattern:
+                wrong |= ~text.str.match(column.identifier.pattern)
+            bad |= wrong.reindex(frame.index, fill_value=False)
     return bad

@@ -74,6 +74,40 @@ def test_each_bad_row_is_quarantined_with_the_expectations_it_broke(lake, tmp_pa
     assert not rule_violations(validated, SPEC).any()
 
 
+def test_a_blank_padded_or_huge_identifier_never_becomes_a_key_or_an_entity(lake, tmp_path):
+    frame = clean_samples().astype({"lab_id": object, "sample_id": object})
+    frame.loc[1, "lab_id"] = ""
+    frame.loc[2, "lab_id"] = " " + frame.loc[2, "lab_id"]
+    frame.loc[3, "lab_id"] = "L" * 10_000_000  # 10 MB
+    frame.loc[4, "sample_id"] = frame.loc[4, "sample_id"] + "\t"
+    frame.loc[5, "lab_id"] = "LAB 007"  # inner space: no rule against it here, see the pattern below
+
+    outcome = validate(lake, tmp_path, frame)
+
+    reasons = dict(zip(quarantine_of(outcome)["sample_id"], quarantine_of(outcome)[QUARANTINE_REASONS], strict=True))
+    ids = frame["sample_id"]
+    assert list(reasons[ids[1]]) == ["expect_column_value_lengths_to_be_between(lab_id)"]
+    assert list(reasons[ids[2]]) == ["expect_column_values_to_not_match_regex(lab_id)"]
+    assert list(reasons[ids[3]]) == ["expect_column_value_lengths_to_be_between(lab_id)"]
+    assert list(reasons[ids[4]]) == ["expect_column_values_to_not_match_regex(sample_id)"]
+    assert outcome.rows_quarantined == 4 and outcome.rows_in == outcome.rows_passed + outcome.rows_quarantined
+    validated = pq.read_table(outcome.validated_uri).to_pandas()
+    assert not rule_violations(validated, SPEC).any() and rule_violations(frame, SPEC).sum() == 4
+
+    # A dataset may also give an identifier a pattern.
+    from dataclasses import replace
+
+    from ctpipe.datasets.spec import Identifier
+
+    strict = Identifier(max_length=64, pattern=r"LAB-\d{3}$")
+    columns = tuple(replace(c, identifier=strict) if c.name == "lab_id" else c for c in SPEC.columns)
+    patterned = replace(SPEC, columns=columns)
+    outcome = validate(lake, tmp_path, frame.drop(index=[1, 2, 3, 4]), spec=patterned)
+    [reason] = quarantine_of(outcome)[QUARANTINE_REASONS]
+    assert list(reason) == ["expect_column_values_to_match_regex(lab_id)"]
+    assert rule_violations(frame.drop(index=[1, 2, 3, 4]), patterned).sum() == 1
+
+
 def test_generated_bad_rows_are_exactly_the_quarantined_ones(lake, tmp_path):
     samples, _ = generate(GeneratorConfig(start=date(2026, 1, 1), days=1, rows_per_day=800, bad_row_share=0.05))
     outcome = validate(lake, tmp_path, samples)

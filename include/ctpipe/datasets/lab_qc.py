@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ctpipe.datasets.spec import Aggregate, Column, DatasetSpec, TableSpec
+from ctpipe.datasets.spec import Aggregate, Column, DatasetSpec, Identifier, TableSpec
 
 SAMPLE_TYPES = ("DNA", "RNA", "protein", "plasma")
+ID = Identifier(max_length=64)
 COURIERS = ("ColdChain Express", "BioFreight", "Standard Post", "Hand Delivery")
 QC_OUTCOMES = ("passed", "failed")
 
@@ -21,8 +22,8 @@ LAB_SAMPLES = TableSpec(
     timestamp="submitted_at",
     key="sample_id",
     columns=(
-        Column("sample_id", "string", "Sample identifier, unique per sample"),
-        Column("lab_id", "string", "Submitting laboratory"),
+        Column("sample_id", "string", "Sample identifier, unique per sample", identifier=ID),
+        Column("lab_id", "string", "Submitting laboratory", identifier=ID),
         Column("submitted_at", "timestamp", "When the sample was submitted (UTC)"),
         Column("sample_type", "string", "Kind of material", allowed_values=SAMPLE_TYPES),
         Column("concentration_ng_ul", "float", "Concentration, ng/uL", min_value=0.0, max_value=200_000.0),
@@ -59,8 +60,8 @@ QC_RESULTS = TableSpec(
     timestamp="reported_at",
     key="sample_id",
     columns=(
-        Column("sample_id", "string", "The sample the outcome belongs to"),
-        Column("lab_id", "string", "Submitting laboratory"),
+        Column("sample_id", "string", "The sample the outcome belongs to", identifier=ID),
+        Column("lab_id", "string", "Submitting laboratory", identifier=ID),
         Column("reported_at", "timestamp", "When the outcome became known (UTC)"),
         Column("qc_outcome", "string", "QC outcome", allowed_values=QC_OUTCOMES),
     ),

@@ -19,6 +19,18 @@ ColumnType = Literal["string", "float", "int", "bool", "timestamp"]
 
 
 @dataclass(frozen=True)
+class Identifier:
+    """The rules an identifier value follows, so a blank or a 10 MB id never becomes a key or an entity.
+
+    Never empty, no leading or trailing whitespace, at most ``max_length`` characters,
+    and, when given, matching ``pattern`` (a regular expression, matched from the start).
+    """
+
+    max_length: int = 64
+    pattern: str | None = None
+
+
+@dataclass(frozen=True)
 class Column:
     """One source column and the rules a valid value follows."""
 
@@ -32,6 +44,7 @@ class Column:
     # A pandas query: the column may only be null where the condition is false
     # (for example RIN, which exists for RNA samples alone).
     required_when: str | None = None
+    identifier: Identifier | None = None  # for key and entity columns
 
 
 @dataclass(frozen=True)
