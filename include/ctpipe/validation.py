@@ -61,9 +61,21 @@ class ValidationGateError(RuntimeError):
     """The interval may not pass: too many bad rows, or the schema changed."""
 
 
+# The suite's one run-time parameter: the interval the partition holds. Each row's own
+# timestamp must lie in it, a second line of defence behind the extraction's query.
+INTERVAL_START, INTERVAL_END = "interval_start", "interval_end"
+OUTSIDE_INTERVAL = "outside_interval"
+
+
+def interval_parameters(interval: Interval) -> dict[str, str]:
+    return {INTERVAL_START: interval.start.isoformat(), INTERVAL_END: interval.end.isoformat()}
+
+
 def expectation_name(config: Any) -> str:
     """A row's quarantine reason: the expectation type, its column, and its condition if any."""
     column = config.kwargs.get("column")
+    if reason := (config.meta or {}).get("quarantine_reason"):  # a check named for what it means
+        return f"{reason}({column})"
     name = f"{config.type}({column})" if column else config.type
     condition = config.kwargs.get("row_condition")
     if isinstance(condition, dict):  # GX stores a pandas condition as a pass-through filter
@@ -115,6 +127,15 @@ def build_suite(spec: TableSpec) -> gx.ExpectationSuite:
                 gxe.ExpectColumnValuesToBeInSet(column=column.name, value_set=list(column.allowed_values))
             )
     expectations.append(gxe.ExpectColumnValuesToBeUnique(column=spec.key))
+    expectations.append(
+        gxe.ExpectColumnValuesToBeBetween(
+            column=spec.timestamp,
+            min_value={"$PARAMETER": INTERVAL_START},
+            max_value={"$PARAMETER": INTERVAL_END},
+            strict_max=True,  # [start, end): a row stamped at the end belongs to the next interval
+            meta={"quarantine_reason": OUTSIDE_INTERVAL},
+        )
+    )
     return gx.ExpectationSuite(name=f"{spec.name}_suite", expectations=expectations)
 
 
@@ -175,6 +196,7 @@ def _run_gate(context: Any, spec: TableSpec, frame: pd.DataFrame, interval: Inte
     checkpoint = _checkpoint(context, spec)
     result = checkpoint.run(
         batch_parameters={"dataframe": frame},
+        expectation_parameters=interval_parameters(interval),
         run_id=RunIdentifier(run_name=f"{spec.name}_{interval.key}", run_time=interval.end),
     )
     (identifier, validation), *_ = result.run_results.items()

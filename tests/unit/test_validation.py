@@ -108,6 +108,24 @@ def test_a_blank_padded_or_huge_identifier_never_becomes_a_key_or_an_entity(lake
     assert rule_violations(frame.drop(index=[1, 2, 3, 4]), patterned).sum() == 1
 
 
+def test_a_row_stamped_outside_its_partitions_interval_is_quarantined(lake, tmp_path):
+    """The gate checks each row's own timestamp, whatever put it in the partition: [start, end) exactly."""
+    frame = clean_samples()
+    frame.loc[1, "submitted_at"] = pd.Timestamp(DAY.start)  # the first instant belongs to the interval
+    frame.loc[2, "submitted_at"] = pd.Timestamp(DAY.end)  # the end belongs to the next one
+    frame.loc[3, "submitted_at"] = pd.Timestamp(DAY.start) - pd.Timedelta(microseconds=1)
+    frame.loc[4, "submitted_at"] = pd.Timestamp("2026-03-01T00:00:00+00:00")
+
+    outcome = validate(lake, tmp_path, frame)
+
+    quarantine = quarantine_of(outcome)
+    reasons = dict(zip(quarantine["sample_id"], quarantine[QUARANTINE_REASONS].map(list), strict=True))
+    ids = frame["sample_id"]
+    assert reasons == {ids[i]: ["outside_interval(submitted_at)"] for i in (2, 3, 4)}
+    assert outcome.rows_in == len(frame) == outcome.rows_passed + outcome.rows_quarantined
+    assert ids[1] in set(pq.read_table(outcome.validated_uri).to_pandas()["sample_id"])
+
+
 def test_generated_bad_rows_are_exactly_the_quarantined_ones(lake, tmp_path):
     samples, _ = generate(GeneratorConfig(start=date(2026, 1, 1), days=1, rows_per_day=800, bad_row_share=0.05))
     outcome = validate(lake, tmp_path, samples)
