@@ -54,6 +54,12 @@ PANDAS_TYPES: dict[ColumnType, str] = {
     "bool": "bool",
     "timestamp": "Timestamp",
 }
+# Every failing row's index (to quarantine it with its reasons), but none of the values:
+# the quarantine partition holds those, and a 10 MB value must not make a 10 MB report
+# or Data Docs page. Reports show counts and the first row indices.
+RESULT_FORMAT = {"result_format": "COMPLETE", "exclude_unexpected_values": True, "partial_unexpected_count": 20}
+# How much of a value a message quotes.
+QUOTED_CHARACTERS = 80
 SCHEMA_EXPECTATIONS = ("expect_table_columns_to_match_set", "expect_column_values_to_be_of_type")
 
 
@@ -173,7 +179,7 @@ def _checkpoint(context: Any, spec: TableSpec) -> Any:
             name=f"{spec.name}_gate",
             validation_definitions=[definition],
             actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
-            result_format={"result_format": "COMPLETE"},
+            result_format=RESULT_FORMAT,
         )
     )
 
@@ -204,7 +210,13 @@ def _run_gate(context: Any, spec: TableSpec, frame: pd.DataFrame, interval: Inte
     return list(validation.results), (urls[0]["site_url"] if urls else None)
 
 
-def schema_problems(spec: TableSpec, results: list[Any]) -> list[str]:
+def quoted(value: Any) -> str:
+    """A value as a message shows it, cut to ``QUOTED_CHARACTERS``."""
+    text = repr(value)
+    return text if len(text) <= QUOTED_CHARACTERS else f"{text[:QUOTED_CHARACTERS]}... ({len(text)} characters)"
+
+
+def schema_problems(spec: TableSpec, results: list[Any], frame: pd.DataFrame) -> list[str]:
     """Plain-words description of every schema expectation that failed."""
     problems = []
     for result in results:
@@ -222,9 +234,10 @@ def schema_problems(spec: TableSpec, results: list[Any]) -> list[str]:
             expected = f"expected {spec.column(column).type} ({config.kwargs['type_']})"
             observed = result.result.get("observed_value")
             # For object columns GX checks value by value instead of reporting the dtype.
-            samples = result.result.get("partial_unexpected_list") or []
-            if observed is None and samples:
-                observed = f"{type(samples[0]).__name__} values such as {samples[0]!r}"
+            indices = result.result.get("unexpected_index_list") or []
+            if observed is None and indices:
+                sample = frame.at[indices[0], column]
+                observed = f"{type(sample).__name__} values such as {quoted(sample)}"
             if observed is not None:
                 problems.append(f"column {column!r} retyped: {expected}, found {observed}")
     return problems
@@ -298,7 +311,7 @@ def validate_partition(
         with _locked(gx_dir):
             context = gx_context(gx_dir)
             results, data_docs = _run_gate(context, spec, frame[~frame.index.isin(list(reasons))], interval)
-        problems = schema_problems(spec, results)
+        problems = schema_problems(spec, results, frame)
         if not problems:
             for index, names in row_reasons(results).items():
                 reasons[index].extend(names)

@@ -1,4 +1,5 @@
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -124,6 +125,22 @@ def test_a_row_stamped_outside_its_partitions_interval_is_quarantined(lake, tmp_
     assert reasons == {ids[i]: ["outside_interval(submitted_at)"] for i in (2, 3, 4)}
     assert outcome.rows_in == len(frame) == outcome.rows_passed + outcome.rows_quarantined
     assert ids[1] in set(pq.read_table(outcome.validated_uri).to_pandas()["sample_id"])
+
+
+def test_a_10_mb_value_stays_out_of_the_reports_and_data_docs_and_in_quarantine(lake, tmp_path):
+    frame = clean_samples().astype({"lab_id": object, "courier": object})
+    huge = "L" * 10_000_000
+    frame.loc[3, "lab_id"] = huge
+    frame.loc[4, "courier"] = "C" * 10_000_000
+
+    outcome = validate(lake, tmp_path, frame)
+
+    written = [p for p in (tmp_path / "gx").rglob("*") if p.is_file() and p.suffix in (".html", ".json")]
+    written += [Path(outcome.report_uri)]
+    assert written and max(p.stat().st_size for p in written) < 1_000_000, sorted(p.stat().st_size for p in written)
+    quarantine = quarantine_of(outcome).set_index("sample_id")
+    assert quarantine.at[frame.loc[3, "sample_id"], "lab_id"] == huge  # the original value, whole
+    assert outcome.rows_quarantined == 2
 
 
 def test_generated_bad_rows_are_exactly_the_quarantined_ones(lake, tmp_path):
