@@ -41,10 +41,15 @@ VALIDATED = {t.name: Asset(validated_asset(t.name)) for t in DATASET.tables}
 @task
 @fail_fast_on_configuration_error
 def extract(table: str, data_interval_start=None, data_interval_end=None, outlet_events=None) -> dict:
-    from ctpipe.ingest import extract_table
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ctpipe.ingest import SourceError, extract_table
     from ctpipe.records import Interval
 
-    extraction = extract_table(table, Interval(data_interval_start, data_interval_end)).to_dict()
+    try:
+        extraction = extract_table(table, Interval(data_interval_start, data_interval_end)).to_dict()
+    except SourceError as error:  # the source lacks what the dataset declares: a retry finds the same
+        raise AirflowFailException(str(error)) from error
     outlet_events[RAW[table]].extra = extraction
     return extraction
 

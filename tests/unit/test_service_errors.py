@@ -199,6 +199,23 @@ def test_the_extract_task_fails_a_bad_connection_without_retry_and_retries_a_dea
         extract(table, **interval, outlet_events={})
 
 
+def test_the_extract_task_fails_a_source_without_the_declared_table_at_once(monkeypatch, tmp_path):
+    """The source lacks what the dataset declares: a retry would find the same, so the task fails once."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    extract = load_ingest_dag().extract.function
+    source = tmp_path / "empty.db"
+    sa.create_engine(f"sqlite:///{source}").dispose()
+    monkeypatch.setenv(CONN_VARIABLE, json.dumps({"conn_type": "sqlite", "host": str(source)}))
+    monkeypatch.setenv("CTPIPE_STATE_DIR", str(tmp_path / "state"))
+    interval = {
+        "data_interval_start": datetime(2026, 1, 2, tzinfo=UTC),
+        "data_interval_end": datetime(2026, 1, 3, tzinfo=UTC),
+    }
+    with pytest.raises(AirflowFailException, match="source table 'lab_samples' does not exist"):
+        extract("lab_samples", **interval, outlet_events={})
+
+
 # -- the MLflow tracking server ------------------------------------------------------------------
 
 
