@@ -10,7 +10,7 @@ is, where the schema check names it.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +58,59 @@ def _reflect(engine: sa.Engine, spec: TableSpec) -> sa.Table:
     return table
 
 
+# Dialects that store timestamps as text (SQLite: ISO 8601 in any spelling, with or without
+# a UTC offset). Comparing that text with a bound files rows by spelling, not by instant:
+# "2026-01-02 00:00:00" sorts before "2026-01-02 00:00:00.000000", and "...T01:00:00+02:00"
+# is an instant of the day before. Such a source is read with a margin on each side (a UTC
+# offset is less than a day) and each row is placed by its parsed instant.
+TEXT_TIMESTAMP_DIALECTS = ("sqlite",)
+MARGIN = timedelta(days=1)
+
+
 def _as_utc(value: Any) -> Any:
-    # SQLite hands back naive datetimes (stored as UTC); PostgreSQL aware ones.
+    """A timestamp as an aware UTC datetime: naive values (SQLite's) are UTC, text is ISO 8601."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value
+
+
+def instant(value: Any, column: str, table_name: str) -> datetime:
+    """The UTC instant a source timestamp names; a SourceError says which value cannot be read as one."""
+    try:
+        parsed = _as_utc(value)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, datetime):
+        raise SourceError(f"column {column!r} of source table {table_name!r} holds {value!r}, which is not a timestamp")
+    return parsed
+
+
+def interval_query(engine: sa.Engine, table: sa.Table, spec: TableSpec, interval: Interval) -> sa.Select:
+    """The rows of ``interval``: exactly on a typed timestamp column; with a margin where it is text."""
+    timestamp = table.c[spec.timestamp]
+    order = [timestamp] + ([table.c[spec.key]] if spec.key in table.c else [])
+    if engine.dialect.name not in TEXT_TIMESTAMP_DIALECTS:
+        return sa.select(table).where(timestamp >= interval.start, timestamp < interval.end).order_by(*order)
+    # The text itself, not SQLAlchemy's parse of it (which knows one spelling). " " sorts
+    # before "T": a low bound spelled with the first and a high bound with the second hold
+    # every spelling of every local time within the margin of the interval.
+    columns = [sa.type_coerce(c, sa.String).label(c.name) if c is timestamp else c for c in table.c]
+    low = f"{interval.start - MARGIN:%Y-%m-%d %H:%M:%S}"
+    high = f"{interval.end + MARGIN:%Y-%m-%dT%H:%M:%S}"
+    text = sa.type_coerce(timestamp, sa.String)
+    return sa.select(*columns).where(text >= low, text < high).order_by(*order)
+
+
+def _in_interval(rows: list[sa.Row], position: int, spec: TableSpec, interval: Interval) -> list[tuple]:
+    """The rows whose timestamp, read as an instant, lies in ``[start, end)``; the timestamp as that instant."""
+    kept = []
+    for row in rows:
+        stamp = instant(row[position], spec.timestamp, spec.name)
+        if interval.start <= stamp < interval.end:
+            kept.append((*row[:position], stamp, *row[position + 1 :]))
+    return kept
 
 
 def _to_arrow(rows: list[sa.Row], schema: pa.Schema, table_name: str) -> pa.Table:
@@ -94,9 +142,9 @@ def extract_interval(engine: sa.Engine, spec: TableSpec, interval: Interval, lak
     """Write the rows of ``spec`` stamped in ``interval`` to the raw zone, replacing any earlier run's partition."""
     table = _reflect(engine, spec)
     schema = pa.schema([pa.field(c.name, arrow_type(c)) for c in table.columns])
-    timestamp = table.c[spec.timestamp]
-    order = [timestamp] + ([table.c[spec.key]] if spec.key in table.c else [])
-    query = sa.select(table).where(timestamp >= interval.start, timestamp < interval.end).order_by(*order)
+    query = interval_query(engine, table, spec, interval)
+    widened = engine.dialect.name in TEXT_TIMESTAMP_DIALECTS
+    position = table.columns.keys().index(spec.timestamp)
 
     destination = lake.partition("raw", spec.name, interval)
     rows = 0
@@ -104,7 +152,10 @@ def extract_interval(engine: sa.Engine, spec: TableSpec, interval: Interval, lak
         with engine.connect() as conn:
             result = conn.execution_options(stream_results=True, max_row_buffer=chunk_rows).execute(query)
             for chunk in result.partitions(chunk_rows):
-                writer.write_table(_to_arrow(chunk, schema, spec.name))
+                if widened:
+                    chunk = _in_interval(chunk, position, spec, interval)
+                if chunk:
+                    writer.write_table(_to_arrow(chunk, schema, spec.name))
                 rows += len(chunk)
         if rows == 0:  # an empty interval still gets a partition: downstream reads "no rows", not "missing"
             writer.write_table(schema.empty_table())

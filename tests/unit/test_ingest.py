@@ -136,3 +136,61 @@ def test_an_extraction_first_sweeps_what_killed_writes_left_in_the_lake(tmp_path
     extraction = extract_table(DATASET.events.name, DAY2)
     assert not left.exists()
     assert extraction.rows > 0 and pq.read_table(extraction.uri).num_rows == extraction.rows
+
+
+SPELLINGS = {
+    # sample_id: (timestamp text as a user's own loader might write it to SQLite, the interval it belongs to)
+    "PLAIN-MIDNIGHT": ("2026-01-02 00:00:00", 1),
+    "T-MIDNIGHT": ("2026-01-02T00:00:00", 1),
+    "MICROS-LAST": ("2026-01-02 23:59:59.999999", 1),
+    "NEXT-MIDNIGHT": ("2026-01-03 00:00:00", 2),
+    "Z-LAST-OF-DAY-0": ("2026-01-01T23:59:59.999999Z", 0),
+    "PLUS-TWO": ("2026-01-02T01:00:00+02:00", 0),  # 2026-01-01 23:00 UTC
+    "MINUS-FIVE": ("2026-01-02T20:00:00-05:00", 2),  # 2026-01-03 01:00 UTC
+    "PLUS-OFFSET-SAME-DAY": ("2026-01-03T01:30:00+01:00", 2),
+    # The widest offsets ISO 8601 allows still reach the right interval: nothing falls outside the margin.
+    "PLUS-23:30": ("2026-01-03T23:00:00+23:30", 1),  # 2026-01-02 23:30 UTC
+    "MINUS-23:00": ("2026-01-01T01:00:00-23:00", 1),  # 2026-01-02 00:00 UTC
+    "DATE-ONLY": ("2026-01-03", 2),
+}
+
+
+def test_a_row_belongs_to_the_interval_of_its_instant_however_sqlite_spells_it(source, tmp_path):
+    """Each row lands in exactly one of three consecutive intervals, by its UTC instant, not by its text."""
+    engine, samples, _ = source
+    days = [
+        Interval(DAY2.start + (i - 1) * (DAY2.end - DAY2.start), DAY2.end + (i - 1) * (DAY2.end - DAY2.start))
+        for i in range(3)
+    ]
+    template = samples.iloc[0]
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM lab_samples"))
+        for sample_id, (text, _) in SPELLINGS.items():
+            row = {**template.to_dict(), "sample_id": sample_id, "submitted_at": text}
+            columns = ", ".join(row)
+            conn.execute(
+                sa.text(f"INSERT INTO lab_samples ({columns}) VALUES ({', '.join(':' + c for c in row)})"), row
+            )
+
+    lake = Lake(tmp_path / "lake")
+    landed = {}
+    for index, day in enumerate(days):
+        frame = pq.read_table(extract_interval(engine, DATASET.events, day, lake, chunk_rows=3).uri).to_pandas()
+        assert (frame["submitted_at"] >= day.start).all() and (frame["submitted_at"] < day.end).all()
+        for sample_id in frame["sample_id"]:
+            assert sample_id not in landed, f"{sample_id} landed twice"
+            landed[sample_id] = index
+    assert landed == {sample_id: index for sample_id, (_, index) in SPELLINGS.items()}
+    plus_two = pd.Timestamp("2026-01-01T23:00:00Z")
+    frame = pq.read_table(lake.partition("raw", DATASET.events.name, days[0])).to_pandas().set_index("sample_id")
+    assert frame.at["PLUS-TWO", "submitted_at"] == plus_two  # stored as the instant, in UTC
+
+
+def test_a_timestamp_text_that_is_no_timestamp_is_named(source, tmp_path):
+    engine, _, _ = source
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE lab_samples SET submitted_at = '2026-01-02 noonish' WHERE rowid = 5"))
+    with pytest.raises(
+        SourceError, match="column 'submitted_at' of source table 'lab_samples' holds '2026-01-02 noonish'"
+    ):
+        extract_interval(engine, DATASET.events, DAY2, Lake(tmp_path / "lake"), chunk_rows=100)
