@@ -143,6 +143,23 @@ def test_a_10_mb_value_stays_out_of_the_reports_and_data_docs_and_in_quarantine(
     assert outcome.rows_quarantined == 2
 
 
+def test_the_gate_is_registered_once_and_again_only_when_its_suite_changes(lake, tmp_path):
+    from dataclasses import replace
+
+    frame = clean_samples()
+    validate(lake, tmp_path, frame)
+    stored = tmp_path / "gx" / "gx" / "expectations" / f"{SPEC.name}_suite.json"
+    registered = stored.stat().st_mtime_ns
+    validate(lake, tmp_path, frame)
+    assert stored.stat().st_mtime_ns == registered  # the same code: nothing written again
+
+    columns = tuple(replace(c, max_value=1.0) if c.name == "a260_280" else c for c in SPEC.columns)
+    outcome = validate(lake, tmp_path, frame, max_bad_row_share=1.0, spec=replace(SPEC, columns=columns))
+    assert stored.stat().st_mtime_ns > registered
+    expected = int((frame["a260_280"] > 1.0).sum())
+    assert outcome.failures["expect_column_values_to_be_between(a260_280)"] == expected > 0  # the new rule ran
+
+
 def test_generated_bad_rows_are_exactly_the_quarantined_ones(lake, tmp_path):
     samples, _ = generate(GeneratorConfig(start=date(2026, 1, 1), days=1, rows_per_day=800, bad_row_share=0.05))
     outcome = validate(lake, tmp_path, samples)
