@@ -185,9 +185,13 @@ def _checkpoint(context: Any, spec: TableSpec) -> Any:
     try:
         if context.suites.get(wanted.name).meta.get(FINGERPRINT) == fingerprint:
             return context.checkpoints.get(name)
-    except DataContextError:
-        pass  # not registered yet (or only in part): register it all
-    datasource = context.data_sources.add_or_update_pandas(DATASOURCE)
+    except (DataContextError, LookupError, ValueError):  # ValueError: GX's pydantic errors for a broken reference
+        pass  # not registered yet, or only in part: register it all
+    try:
+        # One datasource holds every table's asset: replacing it would drop the other tables'.
+        datasource = context.data_sources.get(DATASOURCE)
+    except KeyError:
+        datasource = context.data_sources.add_pandas(DATASOURCE)
     try:
         asset = datasource.get_asset(spec.name)
     except LookupError:

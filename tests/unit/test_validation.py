@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from ctpipe.lake import Lake
 from ctpipe.records import Interval
 from ctpipe.validation import QUARANTINE_REASONS, ValidationGateError, validate_partition
 
+from ..conftest import ROOT
 from .sources import DATASET, raw_partition, rule_violations
 
 UTC = UTC
@@ -158,6 +161,28 @@ def test_the_gate_is_registered_once_and_again_only_when_its_suite_changes(lake,
     assert stored.stat().st_mtime_ns > registered
     expected = int((frame["a260_280"] > 1.0).sum())
     assert outcome.failures["expect_column_values_to_be_between(a260_280)"] == expected > 0  # the new rule ran
+
+
+def test_every_table_of_the_dataset_keeps_its_registered_gate_across_processes(lake, tmp_path):
+    """The tables share one GX datasource: registering one must leave the other's asset, run after run."""
+    samples, results = generate(GeneratorConfig(start=date(2026, 1, 1), days=1, rows_per_day=40, bad_row_share=0))
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from tests.unit.test_validation import validate, Lake, DATASET\n"
+        "import pandas as pd\n"
+        "tmp = Path(sys.argv[1])\n"
+        "for spec in DATASET.tables:\n"
+        "    frame = pd.read_parquet(tmp / f'{spec.name}.parquet')\n"
+        "    print(spec.name, validate(Lake(tmp / 'lake'), tmp, frame, spec=spec).status)\n"
+    )
+    samples.to_parquet(tmp_path / f"{DATASET.events.name}.parquet")
+    results.to_parquet(tmp_path / f"{DATASET.labels.name}.parquet")
+    for _ in range(2):  # the second run finds both gates registered, in a process of its own
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, cwd=ROOT, check=False
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.split() == ["lab_samples", "passed", "qc_results", "passed"]
 
 
 def test_generated_bad_rows_are_exactly_the_quarantined_ones(lake, tmp_path):
