@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,19 @@ def prepare_airflow(settings: Settings) -> None:
         json.dumps({"conn_type": "sqlite", "host": str(settings.state_dir / "source.db")}),
     )
     subprocess.run([Path(sys.executable).with_name("airflow"), "db", "migrate"], check=True, capture_output=True)
+
+
+# The last line of a traceback: the exception a failed task raised, with its message.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Failure)\b.*")
+
+
+def failure_cause(log: str) -> str | None:
+    """The exception the last failed task raised, as its traceback's final line, from a run's log."""
+    start = log.rfind("Task failed with exception")
+    if start < 0:
+        return None
+    lines = [line for line in log[start:].splitlines() if _EXCEPTION_LINE.match(line)]
+    return lines[-1] if lines else None
 
 
 def load_dags() -> dict[str, Any]:
@@ -269,9 +283,11 @@ def main(argv: list[str] | None = None) -> None:
                 first_model = number >= args.first_model_after and not has_model_versions()
                 happened = run_day(dags, interval, first_model)
         except RunFailed as error:
-            if not args.verbose:
-                print("".join(log.read_text().splitlines(keepends=True)[-40:]), file=sys.stderr)
-            sys.exit(f"{error}\nFull log: {log}")
+            text = "" if args.verbose else log.read_text()
+            if text:
+                print("".join(text.splitlines(keepends=True)[-40:]), file=sys.stderr)
+            cause = failure_cause(text)
+            sys.exit(f"Full log: {log}\n{error}" + (f"\nCause: {cause}" if cause else ""))
         seconds = time.perf_counter() - day_started
         print(f"{interval.start:%Y-%m-%d}: ok ({seconds:.1f}s)" + "".join(f"; {h}" for h in happened), flush=True)
     with quiet("summary.log"):

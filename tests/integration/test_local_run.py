@@ -61,3 +61,6 @@ def test_a_failed_run_stops_the_job_and_points_at_its_log(embedded):
     assert "validate_qc_results" in failed.stderr
     assert f"Full log: {state / 'logs' / 'local_run' / '2026-01-01.log'}" in failed.stderr
     assert "missing column(s) ['qc_outcome']" in failed.stderr  # the log's tail names the cause
+    *_, run, cause = failed.stderr.strip().splitlines()  # and the cause is the last thing printed
+    assert run.startswith("ingest run for ") and "ended failed" in run
+    assert cause.startswith("Cause: ") and "qc_results" in cause and "missing column(s) ['qc_outcome']" in cause
