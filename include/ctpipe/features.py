@@ -99,9 +99,9 @@ def validated_partitions(dataset: DatasetSpec, lake: Lake) -> list[dict[Interval
     return [dict(lake.partitions("validated", table.name)) for table in dataset.tables]
 
 
-def complete_intervals(dataset: DatasetSpec, lake: Lake) -> set[Interval]:
-    """Intervals validated for every table of the dataset: the only ones whose features can be computed."""
-    return set.intersection(*(set(partitions) for partitions in validated_partitions(dataset, lake)))
+def complete_intervals(validated: list[dict[Interval, Path]]) -> set[Interval]:
+    """Intervals validated for every table: the only ones whose features can be computed."""
+    return set.intersection(*(set(partitions) for partitions in validated))
 
 
 def intervals_behind(dataset: DatasetSpec, lake: Lake) -> list[Interval]:
@@ -117,7 +117,7 @@ def intervals_behind(dataset: DatasetSpec, lake: Lake) -> list[Interval]:
     so each run also picks up whatever its events did not name.
     """
     validated = validated_partitions(dataset, lake)
-    complete = set.intersection(*(set(partitions) for partitions in validated))
+    complete = complete_intervals(validated)
     built = dict(lake.partitions("features", dataset.feature_view))
     inputs = sorted((i, path.stat().st_mtime_ns) for partitions in validated for i, path in partitions.items())
     starts = [i.start for i, _ in inputs]
@@ -178,7 +178,7 @@ def intervals_for_run(
         return intervals_to_process(start, end, validated)
     settings = settings or Settings.from_env()
     lake = Lake(settings.lake_dir)
-    complete = complete_intervals(settings.dataset, lake)
+    complete = complete_intervals(validated_partitions(settings.dataset, lake))
     behind = intervals_behind(settings.dataset, lake)
     for waiting in sorted({o.interval for o in validated} - complete):
         log.info("interval %s waits for the rest of its tables before its features are computed", waiting.key)
