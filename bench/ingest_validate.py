@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from ctpipe.datasets import get_dataset
 from ctpipe.datasets.lab_qc_generator import GeneratorConfig
 from ctpipe.ingest import extract_interval
+from ctpipe.key_index import KeyIndex
 from ctpipe.lake import Lake
 from ctpipe.records import Interval
 from ctpipe.validation import validate_partition
@@ -77,6 +78,7 @@ def main() -> None:
     extract_s = time.perf_counter() - started
     extract_peak = peak_mb()
 
+    keys = KeyIndex.from_url(f"sqlite:///{work / 'keys.sqlite'}")
     # GX's first use in a process pays for its import and project setup: measure it apart.
     warm_up = Interval(interval.start - timedelta(days=1), interval.start)
     validate_partition(
@@ -87,9 +89,12 @@ def main() -> None:
         work / "gx",
         work / "r.json",
         1.0,
+        keys=keys,
     )
     started = time.perf_counter()
-    outcome = validate_partition(table, extraction.uri, interval, lake, work / "gx", work / "report.json", 1.0)
+    outcome = validate_partition(
+        table, extraction.uri, interval, lake, work / "gx", work / "report.json", 1.0, keys=keys
+    )
     validate_s = time.perf_counter() - started
 
     result = {

@@ -10,7 +10,10 @@ For each source table of the dataset:
    (SQLite by default, PostgreSQL in production) into `lake/raw/<table>/<interval>.parquet`.
    Re-running replaces the partition; an empty interval writes an empty partition.
 2. **validate_&lt;table&gt;** runs the expectation suite: clean rows go to `lake/validated`,
-   the rest to `lake/quarantine` with the expectations they broke. The run fails here when
+   the rest to `lake/quarantine` with the expectations they broke. Keys must be unique across
+   intervals, and a label's sample must be validated (same lab, submitted before the label):
+   labels wait in `lake/held` for a late sample, for a grace period, and validating the labels
+   looks again at the earlier intervals that hold some back. The run fails here when
    the schema changed or too many rows are bad (`CTPIPE_MAX_BAD_ROW_SHARE`); then nothing is
    published downstream. Reports: `state/reports/validation/`, Data Docs under `state/gx/`.
 
@@ -80,9 +83,15 @@ def validate(extraction: dict, outlet_events=None) -> dict:
     doc_md=__doc__,
 )
 def ingest():
+    validated = {}
     for table in DATASET.tables:
         extraction = extract.override(task_id=extract_task(table.name), outlets=[RAW[table.name]])(table=table.name)
-        validate.override(task_id=validate_task(table.name), outlets=[VALIDATED[table.name]])(extraction)
+        validated[table.name] = validate.override(task_id=validate_task(table.name), outlets=[VALIDATED[table.name]])(
+            extraction
+        )
+    for table in DATASET.tables:
+        if table.parent is not None:  # a row is checked against its parent once the parent's interval is validated
+            validated[table.parent.table] >> validated[table.name]
 
 
 ingest()

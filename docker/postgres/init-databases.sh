@@ -4,6 +4,7 @@
 #   source   the SQL source the ingest DAG extracts from (connection ctpipe_source)
 #   mlflow   MLflow's backend store (runs, model registry)
 #   feast    Feast's SQL registry
+#   ctpipe   the pipeline's own state: the index of validated keys (CTPIPE_KEY_INDEX_URL)
 # The postgres image runs this once, when its data volume is empty (docker-entrypoint-initdb.d).
 # Passwords come from the container's environment (docker/.env), never from this file.
 set -euo pipefail
@@ -23,3 +24,4 @@ create_database airflow "${AIRFLOW_DB_PASSWORD:?}"
 create_database source "${SOURCE_DB_PASSWORD:?}"
 create_database mlflow "${MLFLOW_DB_PASSWORD:?}"
 create_database feast "${FEAST_DB_PASSWORD:?}"
+create_database ctpipe "${CTPIPE_DB_PASSWORD:?}"

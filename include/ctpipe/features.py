@@ -6,6 +6,10 @@ when they happened, labels by when they became known. Nothing stamped at or
 after ``end`` is read, so a feature row never knows its future. Entities with
 no row in the longest window get no feature row; Feast's TTL lets their last
 values expire.
+
+Labels are counted only through validated events, under the event's entity: the gate
+admits a label only once its event is validated with the same entity and stamped before
+it (``TableSpec.parent``), so every validated label's entity is its event's.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The Parquet lake: one file per table, zone and data interval.
 
 ``<lake>/<zone>/<table>/<start>_<end>.parquet``, zones ``raw``, ``validated``,
-``quarantine`` and ``features``. Files are written under a hidden temporary
+``quarantine`` and ``features``; and ``<lake>/unplaceable/<table>.parquet``, the rows
+of a table that no interval can hold (a NULL or unreadable timestamp). Files are written under a hidden temporary
 name and renamed into place, so readers never see a partial partition and a
 re-run replaces its partition whole. Readers (pyarrow, dask, Feast) skip names
 that start with ``.`` or ``_``. A write that was killed leaves its temporary behind;
@@ -27,6 +28,10 @@ from ctpipe.records import Interval
 if TYPE_CHECKING:
     import pandas as pd
 
+
+# Columns the pipeline adds to a table's own, in the raw and quarantine zones.
+SOURCE_VALUES = "_source_values"  # JSON: column -> the source value its declared type could not hold
+QUARANTINE_REASONS = "quarantine_reasons"  # list of the reasons a row was quarantined
 
 # A temporary older than this has no live writer: every task of the pipeline is stopped well
 # before (their execution_timeout, in ctpipe.dag_policy, is shorter; a test keeps it so).
@@ -64,6 +69,10 @@ class Lake:
 
     def manifest(self, zone: str, table: str, interval: Interval) -> Path:
         return self.root / "_manifests" / zone / table / f"{interval.key}.json"
+
+    def unplaceable(self, table: str) -> Path:
+        """Every row of a table that no interval can select (see ``ctpipe.ingest.quarantine_unplaceable``)."""
+        return self.root / "unplaceable" / f"{table}.parquet"
 
     def table_dir(self, zone: str, table: str) -> Path:
         return self.root / zone / table

@@ -195,6 +195,9 @@ class Extraction(Record):
     uri: str
     rows: int
     columns: tuple[str, ...]
+    # The table's rows that no interval can select, by reason, and where they all are.
+    unplaceable: dict[str, int] = field(default_factory=dict)
+    unplaceable_uri: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -217,6 +220,8 @@ class ValidationOutcome(Record):
     data_docs_uri: str | None
     failures: dict[str, int] = field(default_factory=dict)  # reason -> rows
     message: str = ""
+    unplaceable: dict[str, int] = field(default_factory=dict)  # the table's rows in no interval, by reason
+    rows_held: int = 0  # rows waiting for their parent, in held/ (rows_in = passed + quarantined + held)
 
     @property
     def passed(self) -> bool:

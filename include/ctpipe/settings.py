@@ -86,6 +86,11 @@ VARIABLES = _variables(
     Variable("CTPIPE_START_DATE", "2026-01-01", "an ISO date like 2026-01-01 (UTC)"),
     Variable("CTPIPE_MAX_BAD_ROW_SHARE", "0.2", "a share between 0 and 1, e.g. 0.2"),
     Variable("CTPIPE_EXTRACT_CHUNK_ROWS", "50000", "a whole number of rows, at least 1"),
+    Variable(
+        "CTPIPE_KEY_INDEX_URL",
+        "SQLite in `<state>/keys.sqlite`",
+        "a SQLAlchemy database URL, e.g. postgresql+psycopg://ctpipe@db:5432/ctpipe or sqlite:////path/keys.sqlite",
+    ),
     Variable("CTPIPE_FEAST_PROJECT", "`ctpipe`", "letters, digits, '_' and '-', not starting with '_' or '-'"),
     *(
         Variable(name, default, _YAML_STORE.format(key=key, example=example))
@@ -218,6 +223,18 @@ def _iso_date(raw: str) -> datetime:
     except ValueError:
         raise ValueError("is not an ISO date") from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _database_url(raw: str) -> str:
+    import sqlalchemy as sa
+
+    try:
+        url = sa.engine.make_url(raw)
+    except sa.exc.ArgumentError:
+        raise ValueError("is not a database URL") from None
+    if not url.drivername:
+        raise ValueError("names no database")
+    return raw
 
 
 def _http_url(raw: str) -> str:
@@ -438,6 +455,11 @@ class Settings:
     def extract_chunk_rows(self) -> int:
         """Rows fetched from the source per round trip; bounds extraction memory."""
         return self._read("CTPIPE_EXTRACT_CHUNK_ROWS", _whole(1), 50_000)
+
+    @cached_property
+    def key_index_url(self) -> str:
+        """The database of the index of validated keys (``ctpipe.key_index``)."""
+        return self._read("CTPIPE_KEY_INDEX_URL", _database_url, f"sqlite:///{self.state_dir / 'keys.sqlite'}")
 
     # -- Feast ----------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,7 +37,8 @@ import pyarrow.parquet as pq
 
 from ctpipe import artifacts
 from ctpipe.datasets.spec import ColumnType, Identifier, TableSpec
-from ctpipe.lake import Lake, atomic_path, write_json
+from ctpipe.key_index import DUPLICATE_ROW, KeyIndex, check_rows, entries
+from ctpipe.lake import QUARANTINE_REASONS, SOURCE_VALUES, Lake, atomic_path, write_json
 from ctpipe.records import Extraction, Interval, ValidationOutcome
 from ctpipe.settings import Settings
 
@@ -45,8 +47,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 DATASOURCE = "lake"
-QUARANTINE_REASONS = "quarantine_reasons"
-DUPLICATE_ROW = "duplicate_row"
+TYPE_MISMATCH = "type_mismatch"
+UNPARSEABLE_TIMESTAMP = "unparseable_timestamp"
 # The pandas type of each column type once a Parquet partition is read. GX compares
 # ``dtype.type``: a timezone-aware datetime column's is ``pandas.Timestamp``.
 PANDAS_TYPES: dict[ColumnType, str] = {
@@ -65,6 +67,9 @@ FINGERPRINT = "ctpipe_gate_fingerprint"
 # How much of a value a message quotes.
 QUOTED_CHARACTERS = 80
 SCHEMA_EXPECTATIONS = ("expect_table_columns_to_match_set", "expect_column_values_to_be_of_type")
+
+
+log = logging.getLogger(__name__)
 
 
 class ValidationGateError(RuntimeError):
@@ -274,6 +279,42 @@ def schema_problems(spec: TableSpec, results: list[Any], frame: pd.DataFrame) ->
     return problems
 
 
+# The Arrow type a source column must be declared with, as extraction maps it.
+ARROW_TYPES: dict[ColumnType, pa.DataType] = {
+    "string": pa.string(),
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+
+
+def declared_type_problems(spec: TableSpec, schema: pa.Schema) -> list[str]:
+    """The columns whose type, as the source declares it, is not the dataset's: a schema change.
+
+    Read from the partition's schema, not its values: an INTEGER column whose values are
+    null in places reads into pandas as float64, and an empty interval has no values at all.
+    """
+    problems = []
+    for column in spec.columns:
+        if column.name in schema.names and schema.field(column.name).type != ARROW_TYPES[column.type]:
+            declared = schema.field(column.name).type
+            problems.append(f"column {column.name!r} retyped: expected {column.type}, the source declares {declared}")
+    return problems
+
+
+def unfit_reasons(spec: TableSpec, source_values: pd.Series) -> dict[Any, list[str]]:
+    """Row index -> a reason per value that extraction could not store in its declared type."""
+    reasons: dict[Any, list[str]] = {}
+    for index, text in source_values.dropna().items():
+        names = []
+        for column in json.loads(text):
+            kind = spec.column(column).type if column in spec.column_names else None
+            names.append(f"{UNPARSEABLE_TIMESTAMP if kind == 'timestamp' else TYPE_MISMATCH}({column})")
+        reasons[index] = names
+    return reasons
+
+
 def row_reasons(results: list[Any]) -> dict[Any, list[str]]:
     """Row index -> names of the expectations that row broke."""
     reasons: dict[Any, list[str]] = defaultdict(list)
@@ -322,30 +363,52 @@ def validate_partition(
     gx_dir: Path,
     report_path: Path,
     max_bad_row_share: float,
+    *,
+    keys: KeyIndex,
+    as_of: Interval | None = None,
+    unplaceable: dict[str, int] | None = None,
 ) -> ValidationOutcome:
     """Validate one raw partition, split it into validated and quarantined rows, and gate the run.
 
-    The JSON report goes to ``report_path`` (``ctpipe.artifacts.validation_report`` names it).
+    The JSON report goes to ``report_path`` (``ctpipe.artifacts.validation_report`` names it);
+    it also counts the table's ``unplaceable`` rows (by reason), which extraction kept apart.
+    ``keys``, the index of validated keys, makes keys unique across intervals and checks
+    each row's parent (``TableSpec.parent``); rows whose parent is not validated yet are
+    held back in ``held/`` until ``as_of`` (the interval being ingested, by default this
+    one) is past their grace period.
     """
     raw = pq.read_table(raw_uri)
     frame = raw.to_pandas()
     rows_in = len(frame)
     validated_path = lake.partition("validated", spec.name, interval)
     quarantine_path = lake.partition("quarantine", spec.name, interval)
+    # What extraction could not store in the declared types: the row is quarantined, with the original value.
+    source_values = frame.pop(SOURCE_VALUES) if SOURCE_VALUES in frame else None
+    validated_schema = pa.schema([f for f in raw.schema if f.name != SOURCE_VALUES])
 
     reasons: dict[Any, list[str]] = defaultdict(list)
-    problems: list[str] = []
+    problems = declared_type_problems(spec, raw.schema)
     data_docs = None
     if rows_in:
         for index in frame.index[frame.duplicated(keep="first")]:
             reasons[index].append(DUPLICATE_ROW)
+        if source_values is not None:
+            for index, names in unfit_reasons(spec, source_values).items():
+                reasons[index].extend(names)
         with _locked(gx_dir):
             context = gx_context(gx_dir)
             results, data_docs = _run_gate(context, spec, frame[~frame.index.isin(list(reasons))], interval)
-        problems = schema_problems(spec, results, frame)
+        problems += [p for p in schema_problems(spec, results, frame) if p not in problems]
         if not problems:
             for index, names in row_reasons(results).items():
                 reasons[index].extend(names)
+
+    held: dict[Any, list[str]] = {}
+    if rows_in and not problems:
+        verdicts = check_rows(spec, frame[~frame.index.isin(list(reasons))], interval, as_of or interval, keys)
+        for index, names in verdicts.quarantined.items():
+            reasons[index].extend(names)
+        held = dict(verdicts.held)
 
     failures = Counter(name for names in reasons.values() for name in names)
     bad_share = len(reasons) / rows_in if rows_in else 0.0
@@ -365,14 +428,29 @@ def validate_partition(
         reasons = {index: reasons.get(index) or [rejected] for index in frame.index}
     else:
         status = "empty" if rows_in == 0 else "passed"
-        message = f"{spec.name} {interval}: {rows_in - len(reasons)} of {rows_in} rows passed"
+        message = f"{spec.name} {interval}: {rows_in - len(reasons) - len(held)} of {rows_in} rows passed"
+        if held:
+            message += f", {len(held)} held back until their parent is validated"
+    if status not in ("passed", "empty"):
+        held = {}  # a rejected interval holds nothing back: all of it is quarantined
 
     bad = frame.index.isin(list(reasons))
+    waiting = frame.index.isin(list(held))
+    if source_values is not None:  # the quarantine shows what the source held
+        frame[SOURCE_VALUES] = source_values
     quarantine_uri = _write(frame[bad], quarantine_path, raw.schema, [reasons[i] for i in frame.index[bad]])
+    held_path = lake.partition("held", spec.name, interval)
+    if held:
+        _write(frame[waiting], held_path, raw.schema, [held[i] for i in frame.index[waiting]])
+    else:
+        held_path.unlink(missing_ok=True)
     if status in ("passed", "empty"):
-        validated_uri = _write(frame[~bad], validated_path, raw.schema)
+        passed = frame[~bad & ~waiting].drop(columns=SOURCE_VALUES, errors="ignore")
+        validated_uri = _write(passed, validated_path, validated_schema)
+        keys.replace(spec.name, interval.key, entries(spec, passed))
     else:
         validated_path.unlink(missing_ok=True)  # a rejected interval must not feed features
+        keys.replace(spec.name, interval.key, {})
         validated_uri = None
 
     outcome = ValidationOutcome(
@@ -380,16 +458,18 @@ def validate_partition(
         interval=interval,
         status=status,
         rows_in=rows_in,
-        rows_passed=int((~bad).sum()) if validated_uri else 0,
+        rows_passed=int((~bad & ~waiting).sum()) if validated_uri else 0,
         rows_quarantined=int(bad.sum()),
+        rows_held=int(waiting.sum()),
         validated_uri=validated_uri,
         quarantine_uri=quarantine_uri,
         report_uri=str(report_path),
         data_docs_uri=data_docs,
         failures=dict(failures.most_common()),
         message=message,
+        unplaceable=dict(unplaceable or {}),
     )
-    if outcome.rows_in != outcome.rows_passed + outcome.rows_quarantined:
+    if outcome.rows_in != outcome.rows_passed + outcome.rows_quarantined + outcome.rows_held:
         raise RuntimeError(f"rows lost in validation: {outcome}")
     write_json(report_path, {**outcome.to_dict(), "validated_at": datetime.now(UTC).isoformat()})
     if status in ("schema_changed", "failed_threshold"):
@@ -398,14 +478,40 @@ def validate_partition(
 
 
 def validate_extraction(extraction: Extraction, settings: Settings | None = None) -> ValidationOutcome:
-    """Validate what ``ctpipe.ingest.extract_table`` wrote, with deployment settings."""
+    """Validate what ``ctpipe.ingest.extract_table`` wrote, with deployment settings.
+
+    Then look again at the table's earlier intervals that hold rows back: their parents
+    may be validated now, or their grace period over. Grace is measured to the newest
+    interval extracted so far, so re-running an old interval decides as the newest run did.
+    """
     settings = settings or Settings.from_env()
-    return validate_partition(
-        settings.dataset.table(extraction.table),
-        extraction.uri,
-        extraction.interval,
-        Lake(settings.lake_dir),
-        settings.gx_dir,
-        artifacts.validation_report(settings, extraction.table, extraction.interval),
-        settings.max_bad_row_share,
-    )
+    spec = settings.dataset.table(extraction.table)
+    lake = Lake(settings.lake_dir)
+    keys = KeyIndex.from_url(settings.key_index_url)
+    as_of = max([extraction.interval, *(interval for interval, _ in lake.partitions("raw", spec.name))])
+
+    def validate(interval: Interval) -> ValidationOutcome:
+        return validate_partition(
+            spec,
+            lake.partition("raw", spec.name, interval),
+            interval,
+            lake,
+            settings.gx_dir,
+            artifacts.validation_report(settings, spec.name, interval),
+            settings.max_bad_row_share,
+            keys=keys,
+            as_of=as_of,
+            unplaceable=extraction.unplaceable,
+        )
+
+    try:
+        outcome = validate(extraction.interval)
+        for interval, _ in lake.partitions("held", spec.name):
+            if interval != extraction.interval:
+                try:
+                    log.info("%s", validate(interval).message)
+                except ValidationGateError as error:  # that interval is withdrawn; this one stands
+                    log.error("re-validating held rows: %s", error)
+        return outcome
+    finally:
+        keys.close()

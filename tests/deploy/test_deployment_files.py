@@ -382,7 +382,7 @@ def test_postgres_creates_every_database_the_stack_connects_to(compose_text, ser
     created = set(re.findall(r"^create_database (\w+) \"\$\{(\w+):\?\}\"", script.read_text(), re.MULTILINE))
     connected = set(re.findall(r"://(\w+):\$\{\w+[^}]*\}@postgres:5432/(\w+)", compose_text))
     assert {(user, db) for user, db in connected} <= {(db, db) for db, _ in created}
-    assert {db for _, db in connected} == {"airflow", "source", "mlflow", "feast"}
+    assert {db for _, db in connected} == {"airflow", "source", "mlflow", "feast", "ctpipe"}
     # The passwords the script reads reach the postgres container.
     assert {variable for _, variable in created} <= services["postgres"]["environment"].keys()
 

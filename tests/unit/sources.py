@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
@@ -23,13 +25,26 @@ def seeded_sqlite(path: Path, **config) -> tuple[sa.Engine, pd.DataFrame, pd.Dat
 
 
 def raw_partition(lake, spec, interval, frame: pd.DataFrame) -> Path:
-    """Write ``frame`` as a raw partition, with the Arrow types extraction gives (microsecond UTC timestamps)."""
+    """Write ``frame`` as a raw partition, with the Arrow types extraction gives (microsecond UTC timestamps).
+
+    A column pandas cannot type (empty, or all null) gets the type the dataset declares for it.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from ctpipe.validation import ARROW_TYPES
+
+    declared = {c.name: ARROW_TYPES[c.type] for c in spec.columns}
     table = pa.Table.from_pandas(frame, preserve_index=False)
     schema = pa.schema(
-        [pa.field(f.name, pa.timestamp("us", tz="UTC")) if pa.types.is_timestamp(f.type) else f for f in table.schema]
+        [
+            pa.field(f.name, pa.timestamp("us", tz="UTC"))
+            if pa.types.is_timestamp(f.type)
+            else pa.field(f.name, declared[f.name])
+            if pa.types.is_null(f.type) and f.name in declared
+            else f
+            for f in table.schema
+        ]
     )
     path = lake.partition("raw", spec.name, interval)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,3 +73,42 @@ def rule_violations(frame: pd.DataFrame, spec) -> pd.Series:
                 wrong |= ~text.str.match(column.identifier.pattern)
             bad |= wrong.reindex(frame.index, fill_value=False)
     return bad
+
+
+def ingest_days(days, settings=None) -> dict[str, list]:
+    """Run both tables of the dataset through the ingest tasks' own functions, interval by interval.
+
+    Returns, per table, the validation outcome of each interval (the gate error's outcome when it failed).
+    """
+    from ctpipe import artifacts
+    from ctpipe.ingest import extract_table
+    from ctpipe.records import ValidationOutcome
+    from ctpipe.settings import Settings
+    from ctpipe.validation import ValidationGateError, validate_extraction
+
+    settings = settings or Settings.from_env()
+    outcomes: dict[str, list] = {t.name: [] for t in DATASET.tables}
+    for interval in days:
+        for table in DATASET.tables:
+            extraction = extract_table(table.name, interval, settings)
+            try:
+                outcomes[table.name].append(validate_extraction(extraction, settings))
+            except ValidationGateError:  # the report is written before the gate fails
+                payload = json.loads(artifacts.validation_report(settings, table.name, interval).read_text())
+                payload.pop("validated_at")
+                outcomes[table.name].append(ValidationOutcome.from_dict(payload))
+    return outcomes
+
+
+def where_every_row_is(lake, table: str) -> Counter:
+    """How many times each key is found in the validated, quarantine, held and unplaceable parts of the lake."""
+    import pyarrow.parquet as pq
+
+    keys: Counter = Counter()
+    for zone in ("validated", "quarantine", "held"):
+        for _, path in lake.partitions(zone, table):
+            keys.update(pq.read_table(path, columns=["sample_id"]).column("sample_id").to_pylist())
+    unplaceable = lake.unplaceable(table)
+    if unplaceable.exists():
+        keys.update(pq.read_table(unplaceable, columns=["sample_id"]).column("sample_id").to_pylist())
+    return keys

@@ -48,6 +48,7 @@ BAD = {
         ("nan", "is not a finite number"),
     ],
     "CTPIPE_EXTRACT_CHUNK_ROWS": [("lots", "is not a whole number"), ("0", "is below 1"), ("2.5", "is not a whole")],
+    "CTPIPE_KEY_INDEX_URL": [("keys.sqlite", "is not a database URL")],
     "CTPIPE_FEAST_PROJECT": [("_hidden", "starts with an underscore"), ("lab qc", "has characters other than")],
     "CTPIPE_FEAST_REGISTRY": [
         ("registry.db", "is not a mapping with a 'path' key"),
@@ -151,6 +152,7 @@ def test_every_default_works_with_nothing_set():
     assert settings.feature_repo == PROJECT_ROOT / "feature_repo"
     assert settings.start_date == datetime(2026, 1, 1, tzinfo=UTC)
     assert (settings.max_bad_row_share, settings.extract_chunk_rows) == (0.2, 50_000)
+    assert settings.key_index_url == f"sqlite:///{PROJECT_ROOT / 'state' / 'keys.sqlite'}"
     assert settings.mlflow_tracking_uri == f"sqlite:///{PROJECT_ROOT / 'state' / 'mlflow' / 'mlflow.db'}"
     assert settings.mlflow_ui_url == "http://localhost:5000"
     assert settings.training_backend == "local" and settings.training_pod.image == "ctpipe-training:latest"

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ctpipe.datasets.lab_qc_generator import GeneratorConfig, generate
+from ctpipe.key_index import KeyIndex
 from ctpipe.lake import Lake
 from ctpipe.records import Interval
 from ctpipe.validation import QUARANTINE_REASONS, ValidationGateError, validate_partition
@@ -28,7 +29,11 @@ def lake(tmp_path):
 def validate(lake, tmp_path, frame, max_bad_row_share=0.5, spec=SPEC):
     uri = raw_partition(lake, spec, DAY, frame)
     report = tmp_path / "reports" / spec.name / f"{DAY.key}.json"
-    return validate_partition(spec, uri, DAY, lake, tmp_path / "gx", report, max_bad_row_share)
+    keys = KeyIndex.from_url(f"sqlite:///{tmp_path / 'keys.sqlite'}")
+    try:
+        return validate_partition(spec, uri, DAY, lake, tmp_path / "gx", report, max_bad_row_share, keys=keys)
+    finally:
+        keys.close()
 
 
 def clean_samples(rows=40) -> pd.DataFrame:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ctpipe.datasets.spec import Aggregate, Column, DatasetSpec, Identifier, TableSpec
+from ctpipe.datasets.spec import Aggregate, Column, DatasetSpec, Identifier, Reference, TableSpec
 
 SAMPLE_TYPES = ("DNA", "RNA", "protein", "plasma")
 ID = Identifier(max_length=64)
@@ -65,6 +65,8 @@ QC_RESULTS = TableSpec(
         Column("reported_at", "timestamp", "When the outcome became known (UTC)"),
         Column("qc_outcome", "string", "QC outcome", allowed_values=QC_OUTCOMES),
     ),
+    # An outcome belongs to a submitted sample of the same lab; it may arrive a few days before its sample does.
+    parent=Reference("lab_samples", key="sample_id", same=("lab_id",), grace=timedelta(days=3)),
 )
 
 DAY = timedelta(days=1)

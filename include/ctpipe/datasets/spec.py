@@ -48,13 +48,34 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """Each row of a table belongs to one row of ``table`` (its parent), found by ``key``.
+
+    Validation checks it on every row, generically, through the index of validated keys:
+
+    * the parent is not validated yet: the row is held back, and validated once the parent
+      is, or quarantined as ``unknown_parent(<key>)`` when ``grace`` has passed since the end
+      of its interval;
+    * the row is stamped before its parent: ``reported_before_event``;
+    * a column of ``same`` (identifier columns of both tables) differs from the parent's:
+      ``parent_mismatch(<column>)``.
+    """
+
+    table: str
+    key: str  # the column of this table that holds the parent's key (the parent's key column)
+    same: tuple[str, ...] = ()
+    grace: timedelta = timedelta(days=3)
+
+
+@dataclass(frozen=True)
 class TableSpec:
     """A source table, extracted one data interval at a time."""
 
     name: str
     timestamp: str  # the column that places a row in a data interval
-    key: str  # unique for every valid row
+    key: str  # unique for every valid row, across all intervals
     columns: tuple[Column, ...]
+    parent: Reference | None = None
 
     @property
     def column_names(self) -> list[str]:
@@ -105,6 +126,18 @@ class DatasetSpec:
     model_name: str  # the MLflow registered model
     description: str = ""
     feature_ttl: timedelta = field(default=timedelta(days=2))
+
+    def __post_init__(self) -> None:
+        for table in self.tables:
+            if (ref := table.parent) is None:
+                continue
+            parent = self.table(ref.table)
+            for name in (ref.key, *ref.same):
+                for side in (table, parent):
+                    if name not in side.column_names or side.column(name).identifier is None:
+                        raise ValueError(f"{table.name}.parent: {name!r} must be an identifier column of {side.name}")
+            if ref.key != parent.key:
+                raise ValueError(f"{table.name}.parent: {ref.key!r} is not the key of {parent.name} ({parent.key!r})")
 
     @property
     def tables(self) -> tuple[TableSpec, TableSpec]:
