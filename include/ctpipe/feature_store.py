@@ -11,7 +11,7 @@ online store that does not answer is one ``ServiceUnavailableError`` at once, no
 retried connection failure deep inside Feast.
 
     python -m ctpipe.feature_store serve --port 6566    # HTTP feature server
-    python -m ctpipe.feature_store online LAB-001       # one lab's online values
+    python -m ctpipe.feature_store online LAB-001       # one lab's online values (--as-of for the TTL)
 """
 
 from __future__ import annotations
@@ -193,12 +193,42 @@ def materialize(store: FeatureStore, interval: Interval) -> None:
         store.materialize(start_date=interval.start, end_date=interval.end)
 
 
-def online_features(store: FeatureStore, service: str, entity: str, values: list[str]) -> dict[str, list[Any]]:
+# The key, in what ``online_features`` returns, that says which entities' values had expired.
+STALE = "stale_features"
+
+
+def online_features(
+    store: FeatureStore, service: str, entity: str, values: list[str], as_of: datetime | None = None
+) -> dict[str, list[Any]]:
+    """The online values of ``service``'s features for each entity, as they stand at ``as_of`` (default: now).
+
+    Feast's online read ignores the feature view's TTL (feast#6821); its offline read, which
+    builds the training sets, does not. So this read applies the TTL as the offline read
+    does: a value stamped before ``as_of - ttl`` is served as missing (None), and the entity
+    is marked in ``stale_features``. The offline read drops such an entity's rows from
+    training sets, so a model is never served, for a lab that went quiet, numbers it was
+    never trained on; callers see that the values were stale and decide what to answer.
+    An entity the store never held is None throughout, and not stale.
+    """
+    as_of = as_of or datetime.now(UTC)
+    feature_service = store.get_feature_service(service)
     with reaching_online_store(store):
-        return store.get_online_features(
-            features=store.get_feature_service(service),
-            entity_rows=[{entity: v} for v in values],
-        ).to_dict()
+        read = store.get_online_features(features=feature_service, entity_rows=[{entity: v} for v in values]).to_dict(
+            include_event_timestamps=True
+        )
+    served: dict[str, list[Any]] = {entity: read[entity]}
+    stale = [False] * len(values)
+    for projection in feature_service.feature_view_projections:
+        ttl = store.get_feature_view(projection.name).ttl
+        for feature in projection.features:
+            column, stamps = read[feature.name], read[f"{feature.name}__ts"]
+            for row, seconds in enumerate(stamps):
+                if ttl and seconds and datetime.fromtimestamp(seconds, UTC) < as_of - ttl:
+                    column[row] = None
+                    stale[row] = True
+            served[feature.name] = column
+    served[STALE] = stale
+    return served
 
 
 def historical_features(store: FeatureStore, service: str, entity_rows: pd.DataFrame) -> pd.DataFrame:
@@ -255,13 +285,17 @@ def main(argv: list[str] | None = None) -> None:
     server.add_argument("--port", type=int, default=6566)
     online = commands.add_parser("online", help="print online feature values")
     online.add_argument("entities", nargs="+")
+    online.add_argument(
+        "--as-of", type=datetime.fromisoformat, help="read as at this ISO time (default: now), for the TTL"
+    )
     args = parser.parse_args(argv)
 
     settings = Settings.from_env()
     if args.command == "serve":
         serve(settings, args.host, args.port)
     dataset = settings.dataset
-    values = online_features(load_store(settings), dataset.feature_service, dataset.entity, args.entities)
+    as_of = args.as_of and (args.as_of.replace(tzinfo=UTC) if args.as_of.tzinfo is None else args.as_of)
+    values = online_features(load_store(settings), dataset.feature_service, dataset.entity, args.entities, as_of)
     print(json.dumps(values, indent=2, default=str))
 
 

@@ -210,14 +210,22 @@ def summary(settings: Settings, intervals: list[Interval], seconds: float, drift
         rows_in = sum(r["rows_in"] for r in reports)
         passed = sum(r["rows_passed"] for r in reports)
         quarantined = sum(r["rows_quarantined"] for r in reports)
-        lines.append(f"  {table.name}: {rows_in} rows in, {passed} validated, {quarantined} quarantined")
-    values = online_features(load_store(settings), dataset.feature_service, dataset.entity, ["LAB-001"])
+        held = sum(r["rows_held"] for r in reports)
+        unplaceable = sum(reports[-1]["unplaceable"].values()) if reports else 0
+        lines.append(
+            f"  {table.name}: {rows_in} rows in, {passed} validated, {quarantined} quarantined, {held} held back; "
+            f"{unplaceable} in no interval"
+        )
+    # As served at the end of the last day: the synthetic days are in the past, beyond the features' TTL.
+    values = online_features(
+        load_store(settings), dataset.feature_service, dataset.entity, ["LAB-001"], as_of=intervals[-1].end
+    )
     shown = ", ".join(f"{k}={v[0]:.3g}" if isinstance(v[0], float) else f"{k}={v[0]}" for k, v in values.items())
-    lines.append(f"Online features ({dataset.feature_service}) for LAB-001: {shown}")
+    lines.append(f"Online features ({dataset.feature_service}) for LAB-001 at {intervals[-1].end:%Y-%m-%d}: {shown}")
     lines += model_story(settings, drift_start)
     lines += [
         "",
-        f"Lake:        {settings.lake_dir}/{{raw,validated,quarantine,features}}",
+        f"Lake:        {settings.lake_dir}/{{raw,validated,quarantine,held,unplaceable,features}}",
         f"Validation:  {artifacts.validation_reports_dir(settings)} (JSON per interval); "
         f"Data Docs: file://{artifacts.data_docs_index(settings)}",
         f"Drift:       {artifacts.drift_reports_dir(settings)} (Evidently HTML per interval, also in MLflow)",

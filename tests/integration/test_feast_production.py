@@ -124,7 +124,7 @@ def test_online_values_from_redis_equal_the_point_in_time_values(production):
 
     offline = newest_offline(production)
     labs = list(offline.index)
-    online = online_features(production.store, DATASET.feature_service, DATASET.entity, labs)
+    online = online_features(production.store, DATASET.feature_service, DATASET.entity, labs, DAYS[-1].end)
     assert online[DATASET.entity] == labs
     for name in FEATURES:
         served = pd.Series(online[name], index=labs, dtype="float64")
@@ -193,25 +193,31 @@ def test_feast_serve_answers_from_redis_over_http(production, tmp_path):
     assert server.poll() is not None
 
 
+def test_values_older_than_the_ttl_are_served_as_missing_from_redis_too(production):
+    from .test_feature_store import assert_expired_values_are_served_as_missing
+
+    assert_expired_values_are_served_as_missing(production.store, production.lake)
+
+
 def test_rematerializing_an_interval_changes_nothing(production):
     from ctpipe.feature_store import materialize, online_features
 
     labs = sorted(offline_rows(production.lake)[DATASET.entity].unique())
     before = redis_snapshot(production.project)
-    served = online_features(production.store, DATASET.feature_service, DATASET.entity, labs)
+    served = online_features(production.store, DATASET.feature_service, DATASET.entity, labs, DAYS[-1].end)
     materialize(production.store, DAYS[-1])
     materialize(production.store, Interval(DAYS[0].start, DAYS[-1].end))
     assert redis_snapshot(production.project) == before
-    assert online_features(production.store, DATASET.feature_service, DATASET.entity, labs) == served
+    assert online_features(production.store, DATASET.feature_service, DATASET.entity, labs, DAYS[-1].end) == served
 
 
 def test_republishing_an_older_interval_never_takes_redis_back(production):
     from ctpipe.feature_store import online_features, publish_online
 
     labs = sorted(offline_rows(production.lake)[DATASET.entity].unique())
-    before = online_features(production.store, DATASET.feature_service, DATASET.entity, labs)
+    before = online_features(production.store, DATASET.feature_service, DATASET.entity, labs, DAYS[-1].end)
     publish_online([DAYS[1]], production.settings)
-    assert online_features(production.store, DATASET.feature_service, DATASET.entity, labs) == before
+    assert online_features(production.store, DATASET.feature_service, DATASET.entity, labs, DAYS[-1].end) == before
     offline = newest_offline(production)
     for name in FEATURES:
         assert np.allclose(pd.Series(before[name], dtype="float64"), offline[name].astype("float64"), equal_nan=True)

@@ -19,6 +19,7 @@ from ctpipe import artifacts
 from ctpipe.datasets import get_dataset
 from ctpipe.features import EVENT_TIMESTAMP, build_features
 from ctpipe.ingest import extract_interval
+from ctpipe.key_index import KeyIndex
 from ctpipe.lake import Lake
 from ctpipe.records import Interval
 from ctpipe.settings import Settings
@@ -63,16 +64,18 @@ def publish_days(feature_store, settings: Settings, source: Path, days: list[Int
 
     lake = Lake(settings.lake_dir)
     engine, _, _ = seeded_sqlite(source, start=days[0].start.date(), days=len(days), rows_per_day=150)
+    keys = KeyIndex.from_url(settings.key_index_url)
     try:
         for interval in days:
             for table in DATASET.tables:
                 raw = extract_interval(engine, table, interval, lake, chunk_rows=500)
                 report = artifacts.validation_report(settings, table.name, interval)
-                validate_partition(table, raw.uri, interval, lake, settings.gx_dir, report, 0.2)
+                validate_partition(table, raw.uri, interval, lake, settings.gx_dir, report, 0.2, keys=keys)
             build_features(DATASET, lake, interval)
             materialize(feature_store, interval)
     finally:
         engine.dispose()
+        keys.close()
     return lake
 
 
@@ -151,7 +154,7 @@ def test_online_values_are_the_latest_materialized_rows(store):
     feature_store, lake, _ = store
     latest = offline_rows(lake).groupby(DATASET.entity).tail(1).set_index(DATASET.entity)
     labs = sorted(latest.index)
-    values = online_features(feature_store, DATASET.feature_service, DATASET.entity, [*labs, "LAB-999"])
+    values = online_features(feature_store, DATASET.feature_service, DATASET.entity, [*labs, "LAB-999"], DAYS[-1].end)
     assert values[DATASET.entity] == [*labs, "LAB-999"]
     for name in FEATURES:
         served = pd.Series(values[name][:-1], index=labs, dtype="float64")
@@ -165,13 +168,49 @@ def test_republishing_an_older_interval_never_takes_the_online_store_back(store)
 
     feature_store, lake, settings = store
     labs = sorted(offline_rows(lake)[DATASET.entity].unique())
-    before = online_features(feature_store, DATASET.feature_service, DATASET.entity, labs)
+    before = online_features(feature_store, DATASET.feature_service, DATASET.entity, labs, DAYS[-1].end)
     old_day = pq.read_table(lake.partition("features", DATASET.feature_view, DAYS[2])).to_pandas()
     assert any(before[name] != list(old_day.set_index(DATASET.entity).reindex(labs)[name]) for name in FEATURES)
 
     published = publish_online([DAYS[2], DAYS[3]], settings)
     assert published.materialized == Interval(DAYS[2].start, DAYS[3].end)
-    assert online_features(feature_store, DATASET.feature_service, DATASET.entity, labs) == before
+    assert online_features(feature_store, DATASET.feature_service, DATASET.entity, labs, DAYS[-1].end) == before
+
+
+def assert_expired_values_are_served_as_missing(feature_store, lake: Lake) -> None:
+    """The TTL, which Feast's online read ignores, is applied as its offline read (the training sets) applies it.
+
+    Up to ``ttl`` after the newest stamp both reads give the newest values; a moment later the
+    offline read has nothing for the lab (Feast drops the row) and the online read serves missing values, flagged.
+    """
+    from ctpipe.feature_store import STALE, historical_features, online_features
+
+    newest = offline_rows(lake).groupby(DATASET.entity).tail(1).set_index(DATASET.entity)
+    labs = sorted(newest.index)
+    stamp = newest[EVENT_TIMESTAMP].max().to_pydatetime()
+    assert (newest[EVENT_TIMESTAMP] == stamp).all()
+    ttl = DATASET.feature_ttl
+    for as_of, expired in ((stamp + ttl, False), (stamp + ttl + timedelta(seconds=1), True)):
+        served = online_features(feature_store, DATASET.feature_service, DATASET.entity, [*labs, "LAB-999"], as_of)
+        assert served[STALE] == [expired] * len(labs) + [False]  # a lab never seen is missing, not stale
+        assert all(v is None for v in served[FEATURES[0]][len(labs) :])
+        entity_rows = pd.DataFrame({DATASET.entity: labs, "event_timestamp": [as_of] * len(labs)})
+        offline = historical_features(feature_store, DATASET.feature_service, entity_rows).set_index(DATASET.entity)
+        if expired:
+            # The offline read drops an entity row with nothing inside the TTL: no training set holds such a row.
+            assert offline.empty
+        for name in FEATURES:
+            online = pd.Series(served[name][: len(labs)], index=labs, dtype="float64")
+            if expired:
+                assert online.isna().all(), name
+            else:  # the model is served what it would have been trained on at that instant
+                assert np.allclose(online, newest.loc[labs, name].astype("float64"), equal_nan=True), name
+                assert np.allclose(online, offline.loc[labs, name].astype("float64"), equal_nan=True), name
+
+
+def test_values_older_than_the_ttl_are_served_as_missing_and_marked_stale(store):
+    feature_store, lake, _ = store
+    assert_expired_values_are_served_as_missing(feature_store, lake)
 
 
 def test_feast_serve_answers_over_http(store):
@@ -206,7 +245,10 @@ def test_feast_serve_answers_over_http(store):
         body = response.json()
         names = body["metadata"]["feature_names"]
         served = {name: body["results"][i]["values"] for i, name in enumerate(names)}
-        direct = online_features(feature_store, DATASET.feature_service, DATASET.entity, ["LAB-001", "LAB-002"])
+        # Feast's own server ignores the TTL: it matches the project's read as of the newest values.
+        direct = online_features(
+            feature_store, DATASET.feature_service, DATASET.entity, ["LAB-001", "LAB-002"], DAYS[-1].end
+        )
         for name in FEATURES:
             assert served[name] == pytest.approx(direct[name]), name
         assert served[DATASET.entity] == ["LAB-001", "LAB-002"]

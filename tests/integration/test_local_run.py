@@ -40,7 +40,8 @@ def test_the_main_job_seeds_runs_every_day_and_summarises(embedded):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2026-01-01: ok" in done.stdout and "2026-01-02: ok" in done.stdout
     assert "Ran ingest, features, monitoring and training over 2 daily intervals" in done.stdout
-    assert "Online features (lab_quality_v1) for LAB-001: lab_id=LAB-001" in done.stdout
+    assert "Online features (lab_quality_v1) for LAB-001 at 2026-01-03: lab_id=LAB-001" in done.stdout
+    assert "stale_features=False" in done.stdout
     assert "[info" not in done.stdout + done.stderr  # the runs' own logs went to files
     assert "[DAG TEST] end task" in (state / "logs" / "local_run" / "2026-01-02.log").read_text()
     for table in ("lab_samples", "qc_results"):

@@ -251,7 +251,7 @@ def test_online_features_come_from_redis_and_match_the_offline_store(deployment,
     store = load_store()
     assert store.config.online_store.type == "redis" and store.config.registry.registry_type == "sql"
     labs = [f"LAB-{i:03d}" for i in range(1, 6)]
-    online = pd.DataFrame(online_features(store, DATASET.feature_service, DATASET.entity, labs))
+    online = pd.DataFrame(online_features(store, DATASET.feature_service, DATASET.entity, labs, intervals[-1].end))
     entity_rows = pd.DataFrame({DATASET.entity: labs, "event_timestamp": [intervals[-1].end] * len(labs)})
     offline = historical_features(store, DATASET.feature_service, entity_rows).set_index(DATASET.entity).loc[labs]
     features = [a.name for a in DATASET.aggregates]
