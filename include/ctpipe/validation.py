@@ -28,6 +28,7 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -220,14 +221,31 @@ def _checkpoint(context: Any, spec: TableSpec) -> Any:
     )
 
 
+# The Data Docs index lists the newest runs only. GX rebuilds the index on every run and reads
+# every validation result it lists, so an index of all runs costs more with every day of
+# history (about 3 ms per result here). Every run still gets its own page, built once and
+# kept; the interval's JSON report links it (``data_docs_uri``).
+DATA_DOCS_INDEX_RUNS = 30
+
+
 def gx_context(gx_dir: Path) -> Any:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="file", project_root_dir=str(gx_dir))
+    changed = False
     progress_bars = context.variables.progress_bars
     if not progress_bars or dict(progress_bars).get("globally") is not False:
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        changed = True
+    sites = context.variables.data_docs_sites or {}
+    for site in sites.values():
+        index = site.setdefault("site_index_builder", {"class_name": "DefaultSiteIndexBuilder"})
+        if index.get("validation_results_limit") != DATA_DOCS_INDEX_RUNS:
+            index["validation_results_limit"] = DATA_DOCS_INDEX_RUNS
+            changed = True
+    if changed:
+        context.variables.data_docs_sites = sites
         context.variables.save()
     return context
 
@@ -355,6 +373,43 @@ def percentages_that_differ(value: float, limit: float, most_digits: int = 6) ->
     return shown
 
 
+@dataclass
+class RawPartition:
+    """A raw partition as the gate reads it: the table, its rows, and the values extraction could not type."""
+
+    table: pa.Table
+    frame: pd.DataFrame
+    source_values: pd.Series | None  # JSON per row, null where every value fit
+
+    @classmethod
+    def read(cls, uri: str | Path) -> RawPartition:
+        table = pq.read_table(uri)
+        frame = table.to_pandas()
+        return cls(table, frame, frame.pop(SOURCE_VALUES) if SOURCE_VALUES in frame else None)
+
+
+@dataclass
+class Findings:
+    """What the checks found: row index -> reasons, and what makes the whole interval a schema change."""
+
+    reasons: dict[Any, list[str]] = field(default_factory=lambda: defaultdict(list))
+    problems: list[str] = field(default_factory=list)
+
+
+def before_the_suite(spec: TableSpec, raw: RawPartition) -> Findings:
+    """What needs no suite: declared types, exact redeliveries, values extraction could not type.
+
+    The suite then sees the other rows only.
+    """
+    found = Findings(problems=declared_type_problems(spec, raw.table.schema))
+    for index in raw.frame.index[raw.frame.duplicated(keep="first")]:
+        found.reasons[index].append(DUPLICATE_ROW)
+    if raw.source_values is not None:
+        for index, names in unfit_reasons(spec, raw.source_values).items():
+            found.reasons[index].extend(names)
+    return found
+
+
 def validate_partition(
     spec: TableSpec,
     raw_uri: str | Path,
@@ -374,35 +429,54 @@ def validate_partition(
     it also counts the table's ``unplaceable`` rows (by reason), which extraction kept apart.
     ``keys``, the index of validated keys, makes keys unique across intervals and checks
     each row's parent (``TableSpec.parent``); rows whose parent is not validated yet are
-    held back in ``held/`` until ``as_of`` (the interval being ingested, by default this
+    held back in ``held/`` until ``as_of`` (the newest interval ingested, by default this
     one) is past their grace period.
     """
-    raw = pq.read_table(raw_uri)
-    frame = raw.to_pandas()
-    rows_in = len(frame)
-    validated_path = lake.partition("validated", spec.name, interval)
-    quarantine_path = lake.partition("quarantine", spec.name, interval)
-    # What extraction could not store in the declared types: the row is quarantined, with the original value.
-    source_values = frame.pop(SOURCE_VALUES) if SOURCE_VALUES in frame else None
-    validated_schema = pa.schema([f for f in raw.schema if f.name != SOURCE_VALUES])
-
-    reasons: dict[Any, list[str]] = defaultdict(list)
-    problems = declared_type_problems(spec, raw.schema)
+    raw = RawPartition.read(raw_uri)
+    found = before_the_suite(spec, raw)
     data_docs = None
-    if rows_in:
-        for index in frame.index[frame.duplicated(keep="first")]:
-            reasons[index].append(DUPLICATE_ROW)
-        if source_values is not None:
-            for index, names in unfit_reasons(spec, source_values).items():
-                reasons[index].extend(names)
+    if len(raw.frame):
         with _locked(gx_dir):
             context = gx_context(gx_dir)
-            results, data_docs = _run_gate(context, spec, frame[~frame.index.isin(list(reasons))], interval)
-        problems += [p for p in schema_problems(spec, results, frame) if p not in problems]
-        if not problems:
+            unchecked = raw.frame[~raw.frame.index.isin(list(found.reasons))]
+            results, data_docs = _run_gate(context, spec, unchecked, interval)
+        found.problems += [p for p in schema_problems(spec, results, raw.frame) if p not in found.problems]
+        if not found.problems:
             for index, names in row_reasons(results).items():
-                reasons[index].extend(names)
+                found.reasons[index].extend(names)
+    return settle(
+        spec,
+        raw,
+        found,
+        interval,
+        lake,
+        report_path,
+        max_bad_row_share,
+        keys=keys,
+        as_of=as_of,
+        data_docs=data_docs,
+        unplaceable=unplaceable,
+    )
 
+
+def settle(
+    spec: TableSpec,
+    raw: RawPartition,
+    found: Findings,
+    interval: Interval,
+    lake: Lake,
+    report_path: Path,
+    max_bad_row_share: float,
+    *,
+    keys: KeyIndex,
+    as_of: Interval | None,
+    data_docs: str | None,
+    unplaceable: dict[str, int] | None,
+) -> ValidationOutcome:
+    """From what the checks found to the interval's outcome: the index's checks, the gate's decision,
+    the validated, quarantine and held partitions, the index, the report; raise if the gate fails."""
+    frame, rows_in = raw.frame, len(raw.frame)
+    reasons, problems = found.reasons, found.problems
     held: dict[Any, list[str]] = {}
     if rows_in and not problems:
         verdicts = check_rows(spec, frame[~frame.index.isin(list(reasons))], interval, as_of or interval, keys)
@@ -436,21 +510,23 @@ def validate_partition(
 
     bad = frame.index.isin(list(reasons))
     waiting = frame.index.isin(list(held))
-    if source_values is not None:  # the quarantine shows what the source held
-        frame[SOURCE_VALUES] = source_values
-    quarantine_uri = _write(frame[bad], quarantine_path, raw.schema, [reasons[i] for i in frame.index[bad]])
+    written = frame if raw.source_values is None else frame.assign(**{SOURCE_VALUES: raw.source_values})
+    schema = raw.table.schema  # the quarantine shows what the source held
+    quarantine_path = lake.partition("quarantine", spec.name, interval)
+    quarantine_uri = _write(written[bad], quarantine_path, schema, [reasons[i] for i in frame.index[bad]])
     held_path = lake.partition("held", spec.name, interval)
     if held:
-        _write(frame[waiting], held_path, raw.schema, [held[i] for i in frame.index[waiting]])
+        _write(written[waiting], held_path, schema, [held[i] for i in frame.index[waiting]])
     else:
         held_path.unlink(missing_ok=True)
+    validated_path = lake.partition("validated", spec.name, interval)
     if status in ("passed", "empty"):
-        passed = frame[~bad & ~waiting].drop(columns=SOURCE_VALUES, errors="ignore")
-        validated_uri = _write(passed, validated_path, validated_schema)
+        passed = frame[~bad & ~waiting]
+        validated_uri = _write(passed, validated_path, pa.schema([f for f in schema if f.name != SOURCE_VALUES]))
         keys.replace(spec.name, interval.key, entries(spec, passed))
     else:
         validated_path.unlink(missing_ok=True)  # a rejected interval must not feed features
-        keys.replace(spec.name, interval.key, {})
+        keys.replace(spec.name, interval.key, None)
         validated_uri = None
 
     outcome = ValidationOutcome(

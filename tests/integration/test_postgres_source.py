@@ -45,6 +45,8 @@ def use_postgres_source(monkeypatch, postgres_url, state) -> None:
         "schema": postgres_url.database,
     }
     monkeypatch.setenv("AIRFLOW_CONN_CTPIPE_SOURCE", json.dumps(connection))
+    # The index of validated keys in PostgreSQL too, as a deployment with workers on several machines has it.
+    monkeypatch.setenv("CTPIPE_KEY_INDEX_URL", postgres_url.render_as_string(hide_password=False))
 
 
 def test_postgres_and_sqlite_sources_give_identical_partitions(postgres_url, tmp_path, monkeypatch):
@@ -131,6 +133,9 @@ def test_on_postgres_every_row_is_validated_quarantined_or_unplaceable_exactly_o
             dict(zip(unplaceable["sample_id"], unplaceable[QUARANTINE_REASONS].map(lambda r: r[0]), strict=True))
             == salt
         )
+    with engine.connect() as conn:  # the index, in PostgreSQL, holds exactly the keys validated
+        indexed = conn.execute(sa.text("SELECT count(*) FROM ctpipe_validated_keys WHERE table_name = 'lab_samples'"))
+        assert indexed.scalar_one() == sum(o.rows_passed for o in outcomes["lab_samples"])
     engine.dispose()
 
 

@@ -270,6 +270,32 @@ def test_every_run_builds_data_docs(lake, tmp_path):
     assert (tmp_path / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
 
 
+def test_data_docs_index_the_newest_runs_and_keep_every_runs_page(lake, tmp_path, monkeypatch):
+    """The index GX rebuilds on every run reads what it lists: listing the newest runs keeps its cost flat."""
+    from datetime import timedelta
+
+    import ctpipe.validation as validation
+
+    monkeypatch.setattr(validation, "DATA_DOCS_INDEX_RUNS", 3)
+    frame, pages = clean_samples(10), []
+    keys = KeyIndex.from_url(f"sqlite:///{tmp_path / 'keys.sqlite'}")
+    for day in range(5):
+        interval = Interval(DAY.start + timedelta(days=day), DAY.end + timedelta(days=day))
+        moved = frame.assign(
+            submitted_at=frame["submitted_at"] + timedelta(days=day), sample_id=frame["sample_id"] + f"-{day}"
+        )
+        uri = raw_partition(lake, SPEC, interval, moved)
+        outcome = validate_partition(
+            SPEC, uri, interval, lake, tmp_path / "gx", tmp_path / f"{day}.json", 0.5, keys=keys
+        )
+        pages.append((interval, Path(outcome.data_docs_uri.removeprefix("file://"))))
+    keys.close()
+    index = (tmp_path / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").read_text()
+    assert all(page.exists() for _, page in pages)  # every run's page is kept
+    listed = [f"{SPEC.name}_{interval.key}" in index for interval, _ in pages]
+    assert listed == [False, False, True, True, True]
+
+
 def test_revalidating_gives_the_same_partitions(lake, tmp_path):
     samples, _ = generate(GeneratorConfig(start=date(2026, 1, 1), days=1, rows_per_day=200, bad_row_share=0.05))
     first = validate(lake, tmp_path, samples)
