@@ -10,7 +10,7 @@ export AIRFLOW_HOME := $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export AIRFLOW_CONN_CTPIPE_SOURCE ?= {"conn_type": "sqlite", "host": "$(CURDIR)/state/source.db"}
 
-.PHONY: run test lint lock airflow mlflow serve-features clean bench
+.PHONY: run test lint lock airflow mlflow serve-features clean bench bench-gate
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (set PYTHON=...)"; exit 1; }
@@ -59,6 +59,11 @@ serve-features: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.ingest_validate
+
+## The GX gate against the same checks in plain pandas (400 to 1M rows), and its cost as history grows
+bench-gate: $(BIN)/.installed
+	$(BIN)/python -m bench.gate
+	$(BIN)/python -m bench.gate_history
 
 clean:
 	rm -rf state
