@@ -244,6 +244,10 @@ def gx_context(gx_dir: Path) -> Any:
         if index.get("validation_results_limit") != DATA_DOCS_INDEX_RUNS:
             index["validation_results_limit"] = DATA_DOCS_INDEX_RUNS
             changed = True
+        sections = site.setdefault("site_section_builders", {})
+        if sections.get("profiling") != "None":  # no profiler runs here: nothing to list for it on every run
+            sections["profiling"] = "None"
+            changed = True
     if changed:
         context.variables.data_docs_sites = sites
         context.variables.save()
