@@ -259,7 +259,11 @@ def extract_interval(engine: sa.Engine, spec: TableSpec, interval: Interval, lak
             writer.write_table(schema.empty_table())
 
     extraction = Extraction(
-        table=spec.name, interval=interval, uri=str(destination), rows=rows, columns=tuple(table.columns.keys())
+        table=spec.name,
+        interval=interval,
+        uri=str(destination),
+        rows=rows,
+        columns=tuple(map(str, table.columns.keys())),
     )
     write_json(
         lake.manifest("raw", spec.name, interval),

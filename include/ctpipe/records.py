@@ -78,6 +78,10 @@ def _dump(value: Any) -> Any:
         return [_dump(v) for v in value]
     if isinstance(value, Mapping):
         return {str(k): _dump(v) for k, v in value.items()}
+    if isinstance(value, str) and type(value) is not str:
+        # A str subclass (SQLAlchemy's quoted_name, from reflected column names) is a str to JSON
+        # but not to Airflow's XCom serializer, which refuses it once the task has done its work.
+        return str(value)
     return value
 
 

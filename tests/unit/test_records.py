@@ -87,6 +87,18 @@ def test_a_record_survives_json_as_xcom_carries_it(record):
         setattr(record, dataclasses.fields(record)[0].name, None)
 
 
+def test_a_record_carries_plain_strings_whatever_it_was_built_from():
+    """Reflected PostgreSQL column names are SQLAlchemy quoted_name objects; Airflow's XCom refuses those."""
+    from airflow.sdk.execution_time.comms import _new_encoder
+    from sqlalchemy.sql.elements import quoted_name
+
+    names = tuple(quoted_name(name, quote=None) for name in ("sample_id", "lab_id"))
+    extraction = Extraction(table="lab_samples", interval=DAY, uri="raw.parquet", rows=1, columns=names)
+    dumped = extraction.to_dict()
+    assert [type(name) for name in dumped["columns"]] == [str, str]
+    _new_encoder().encode(dumped)  # how a task's result reaches the supervisor: quoted_name raised here
+
+
 def test_timestamps_travel_as_iso_text_in_utc():
     plan = TrainingPlan(datetime(2026, 2, 1, 2, tzinfo=timezone(timedelta(hours=2))))
     assert plan.to_dict()["cutoff"] == "2026-02-01T02:00:00+02:00"
