@@ -255,6 +255,8 @@ def _move(
     client: MlflowClient, name: str, state: _Aliases, alias: str, version: str | None, by: str, reason: str
 ) -> list[AliasMove]:
     """Point ``alias`` at ``version`` (None removes it), record it, and keep ``state`` up to date."""
+    # MLflow hands versions out as int or str by store and call; the trail records text.
+    version = None if version is None else str(version)
     live = state.live.get(alias)
     moves = []
     if state.recorded.get(alias) != live:  # moved by hand since the last recorded move
@@ -314,6 +316,7 @@ def promote(
 
 def set_champion(client: MlflowClient, name: str, version: str, by: str, reason: str) -> Promotion:
     """A person's move, from the command line: champion to ``version`` whatever the reviews said."""
+    version = str(version)  # typed at a prompt, or an MLflow ModelVersion's int
     with alias_lock(client, name, by):
         state = _read(client, name)
         return _promote(client, name, state, version, state.live.get(CHAMPION), by, reason)

@@ -233,3 +233,16 @@ def test_promotions_racing_a_rollback_never_lose_an_alias_move(registry_uri, cli
     assert rolled_back["promoted"] and rolled_back["champion"] in (v1, v2)
     promotions = [m for m in trail if m.alias == CHAMPION and m.reason == "race"]
     assert len(promotions) == sum(o["promoted"] for o in outcomes if o is not rolled_back) <= 2
+
+
+def test_a_version_given_as_mlflow_hands_it_out_is_recorded_as_text(client):
+    """search_model_versions gives int versions on some stores; the trail and the aliases hold text."""
+    v1, v2 = new_versions(client, 2)
+    registry.set_champion(client, MODEL, int(v1), "a person", "first")
+    moved = registry.set_champion(client, MODEL, int(v2), "a person", "second")
+    assert (moved.champion, moved.previous_champion) == (v2, v1)
+    assert [(m.from_version, m.to_version) for m in audit_trail(client, MODEL) if m.alias == CHAMPION] == [
+        (None, v1),
+        (v1, v2),
+    ]
+    assert registry.rollback(client, MODEL, "a person", "back").champion == v1
