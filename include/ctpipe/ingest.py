@@ -121,16 +121,6 @@ def _convert(value: Any, arrow: pa.DataType) -> Any:
     return value
 
 
-def instant(value: Any, column: str, table_name: str) -> datetime:
-    """The UTC instant a source timestamp names; a SourceError says which value cannot be read as one."""
-    try:
-        return _as_utc(value)
-    except ValueError:
-        raise SourceError(
-            f"column {column!r} of source table {table_name!r} holds {value!r}, which is not a timestamp"
-        ) from None
-
-
 def _text_columns(table: sa.Table) -> list[Any]:
     # The timestamps' text itself, not SQLAlchemy's parse of it (which knows one spelling and
     # raises on any other): this module reads each value, and keeps the ones it cannot.
@@ -191,8 +181,10 @@ def _in_interval(rows: list[sa.Row], position: int, spec: TableSpec, interval: I
         except ValueError:
             if unplaceable:
                 continue
-            instant(values[position], spec.timestamp, spec.name)  # raises, naming it
-            raise
+            raise SourceError(
+                f"column {spec.timestamp!r} of source table {spec.name!r} holds {values[position]!r}, "
+                "which is not a timestamp"
+            ) from None
         if interval.start <= stamp < interval.end:
             kept.append((*values[:position], stamp, *values[position + 1 :]))
     return kept

@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 
 from ctpipe import artifacts
 from ctpipe.datasets.spec import ColumnType, Identifier, TableSpec
+from ctpipe.ingest import UNPARSEABLE_TIMESTAMP
 from ctpipe.key_index import DUPLICATE_ROW, KeyIndex, check_rows, entries
 from ctpipe.lake import QUARANTINE_REASONS, SOURCE_VALUES, Lake, atomic_path, write_json
 from ctpipe.records import Extraction, Interval, ValidationOutcome
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 
 DATASOURCE = "lake"
 TYPE_MISMATCH = "type_mismatch"
-UNPARSEABLE_TIMESTAMP = "unparseable_timestamp"
 # The pandas type of each column type once a Parquet partition is read. GX compares
 # ``dtype.type``: a timezone-aware datetime column's is ``pandas.Timestamp``.
 PANDAS_TYPES: dict[ColumnType, str] = {
