@@ -7,11 +7,11 @@ For each size, seeds a SQLite source with one day of about that many samples
 Then two fresh child processes each split that partition into validated and
 quarantine partitions: one with ``ctpipe.validation.validate_partition`` (the
 GX checkpoint), one with ``validate_partition_pandas`` below, which makes the
-suite's checks -- exact column set, pandas types, not-null, conditional
-not-null, ranges, allowed values, identifier rules, key uniqueness, exact
-duplicates, timestamp in the interval; and, where the raw partition has
-extraction's ``_source_values``, declared types and unfit values -- with plain
-pandas and numpy, and writes the same partitions and report. The bench fails
+suite's checks -- exact column set, not-null, conditional not-null, ranges,
+allowed values, identifier rules, key uniqueness, timestamp in the interval --
+with plain pandas and numpy, and writes the same partitions and report. What
+needs no suite (declared types, exact duplicates, values extraction could not
+type) is the gate's own ``before_the_suite`` on both sides. The bench fails
 unless both sides quarantine the same rows for the same reasons (a row's
 reasons compared as a set), validate the same rows, and count the same failures.
 
@@ -89,37 +89,14 @@ def memory_mb() -> tuple[float, float]:
 # --- the pandas version of the gate ------------------------------------------------------
 
 
-def _type_ok(series: pd.Series, type_name: str) -> bool:
-    """What ``expect_column_values_to_be_of_type`` decides for a pandas column."""
-    import numpy as np
-    import pandas as pd
-
-    try:
-        wanted: tuple[type, ...] = (np.dtype(type_name).type,)
-    except TypeError:  # a pandas type such as "Timestamp"
-        wanted = (getattr(pd, type_name),)
-    if type_name == "bool":
-        wanted += (bool,)
-    if series.dtype.type is np.object_ and type_name != "object":  # GX then checks each non-null value
-        return bool(series.dropna().map(lambda value: isinstance(value, wanted)).all())
-    return series.dtype.type in wanted
-
-
-def schema_problems_pandas(spec: TableSpec, frame: pd.DataFrame, checked: np.ndarray) -> list[str]:
-    """The problems GX's schema expectations find in the ``checked`` rows of ``frame``."""
-    from ctpipe.validation import PANDAS_TYPES
-
+def schema_problems_pandas(spec: TableSpec, frame: pd.DataFrame) -> list[str]:
+    """The problems GX's column-set expectation finds in ``frame``."""
     found, wanted = set(frame.columns), set(spec.column_names)
     problems = []
     if missing := sorted(wanted - found):
         problems.append(f"missing column(s) {missing}")
     if unexpected := sorted(found - wanted):
         problems.append(f"unexpected column(s) {unexpected}")
-    for column in spec.columns:
-        if column.name in found and not _type_ok(frame[column.name][checked], PANDAS_TYPES[column.type]):
-            observed = frame[column.name].dtype.type.__name__
-            expected = f"expected {column.type} ({PANDAS_TYPES[column.type]})"
-            problems.append(f"column {column.name!r} retyped: {expected}, found {observed}")
     return problems
 
 
@@ -247,8 +224,7 @@ def validate_partition_pandas(
     found = before_the_suite(spec, raw)
     if len(raw.frame):
         checked = ~raw.frame.index.isin(list(found.reasons))
-        problems = schema_problems_pandas(spec, raw.frame, checked)
-        found.problems += [p for p in problems if p not in found.problems]
+        found.problems += schema_problems_pandas(spec, raw.frame)
         if not found.problems:
             for name, bad in row_checks(spec, raw.frame, checked, interval):
                 for position in np.flatnonzero(bad):

@@ -7,7 +7,7 @@ them one day at a time into one lake, one GX project and one index of validated 
 as the ingest DAG does. Prints the gate's median seconds per block of 50 days and the
 ratio of the last block to the first: near 1 when the cost does not grow with history.
 GX rebuilds the Data Docs index on every run and reads each result it lists, so the
-gate lists the newest ``ctpipe.validation.DATA_DOCS_INDEX_RUNS`` runs only;
+gate lists the newest ``ctpipe.data_docs.DATA_DOCS_INDEX_RUNS`` runs only;
 ``--index-runs 0`` lists them all, as GX does by default, for comparison.
 """
 
@@ -35,6 +35,7 @@ def main() -> None:
 
     import sqlalchemy as sa
 
+    import ctpipe.data_docs as data_docs
     import ctpipe.validation as validation
     from ctpipe.datasets import get_dataset
     from ctpipe.ingest import extract_interval
@@ -43,7 +44,7 @@ def main() -> None:
     from ctpipe.records import Interval
 
     if args.index_runs is not None:
-        validation.DATA_DOCS_INDEX_RUNS = args.index_runs or None
+        data_docs.DATA_DOCS_INDEX_RUNS = args.index_runs or None
     work = Path(tempfile.mkdtemp(prefix="ctpipe-bench-history-"))
     start = date(2026, 1, 1)
     url = f"sqlite:///{work / 'source.db'}"
@@ -71,7 +72,7 @@ def main() -> None:
     result = {
         "bench": "gate_history",
         "days": args.days,
-        "index_runs": validation.DATA_DOCS_INDEX_RUNS,
+        "index_runs": data_docs.DATA_DOCS_INDEX_RUNS,
         "median_ms_per_block": [round(m * 1000, 1) for m in medians],
         "last_over_first": round(medians[-1] / medians[0], 2),
     }

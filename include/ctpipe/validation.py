@@ -1,8 +1,11 @@
 """The validation gate: Great Expectations 1.x over one interval's raw partition.
 
 The expectation suite is built from the dataset's ``TableSpec``: schema
-(exact column set), pandas types, nulls (also conditional ones), ranges,
-allowed categories and key uniqueness. Every row ends in exactly one place:
+(exact column set), nulls (also conditional ones), ranges, identifier rules,
+allowed categories, key uniqueness and each row's timestamp in the interval.
+Column types need no expectation: extraction writes each column in the Arrow type
+its source declares, and the gate reads those from the partition's schema
+(``declared_type_problems``) before the suite runs. Every row ends in exactly one place:
 
 * ``validated/<table>/<interval>.parquet`` -- rows that broke nothing;
 * ``quarantine/<table>/<interval>.parquet`` -- every other row, with the names
@@ -50,24 +53,19 @@ if TYPE_CHECKING:
 
 DATASOURCE = "lake"
 TYPE_MISMATCH = "type_mismatch"
-# The pandas type of each column type once a Parquet partition is read. GX compares
-# ``dtype.type``: a timezone-aware datetime column's is ``pandas.Timestamp``.
-PANDAS_TYPES: dict[ColumnType, str] = {
-    "string": "object",
-    "float": "float64",
-    "int": "int64",
-    "bool": "bool",
-    "timestamp": "Timestamp",
-}
 # Every failing row's index (to quarantine it with its reasons), but none of the values:
 # the quarantine partition holds those, and a 10 MB value must not make a 10 MB report
-# or Data Docs page. Reports show counts and the first row indices.
-RESULT_FORMAT = {"result_format": "COMPLETE", "exclude_unexpected_values": True, "partial_unexpected_count": 20}
+# or Data Docs page. Reports show counts and the first row indices. No pandas query
+# string listing every failing index again: nothing reads it.
+RESULT_FORMAT = {
+    "result_format": "COMPLETE",
+    "exclude_unexpected_values": True,
+    "partial_unexpected_count": 20,
+    "return_unexpected_index_query": False,
+}
 # The key, in the stored suite's meta, of what the registered gate was built from.
 FINGERPRINT = "ctpipe_gate_fingerprint"
-# How much of a value a message quotes.
-QUOTED_CHARACTERS = 80
-SCHEMA_EXPECTATIONS = ("expect_table_columns_to_match_set", "expect_column_values_to_be_of_type")
+SCHEMA_EXPECTATION = "expect_table_columns_to_match_set"
 
 
 log = logging.getLogger(__name__)
@@ -121,7 +119,6 @@ def build_suite(spec: TableSpec) -> gx.ExpectationSuite:
 
     expectations: list[Any] = [gxe.ExpectTableColumnsToMatchSet(column_set=spec.column_names, exact_match=True)]
     for column in spec.columns:
-        expectations.append(gxe.ExpectColumnValuesToBeOfType(column=column.name, type_=PANDAS_TYPES[column.type]))
         if not column.nullable:
             expectations.append(gxe.ExpectColumnValuesToNotBeNull(column=column.name))
         if column.required_when:
@@ -221,16 +218,18 @@ def _checkpoint(context: Any, spec: TableSpec) -> Any:
     )
 
 
-# The Data Docs index lists the newest runs only. GX rebuilds the index on every run and reads
-# every validation result it lists, so an index of all runs costs more with every day of
-# history (about 3 ms per result here). Every run still gets its own page, built once and
-# kept; the interval's JSON report links it (``data_docs_uri``).
-DATA_DOCS_INDEX_RUNS = 30
-
-
 def gx_context(gx_dir: Path) -> Any:
+    """The gate's GX project, created on first use and kept set up for the gate.
+
+    Besides the Data Docs site (``ctpipe.data_docs``): no progress bars in task logs, and
+    no config-variables file. GX reads that file again on every access to a project
+    variable, some 70 times a validation; the gate's project keeps no secrets in it, and
+    environment variables still substitute.
+    """
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    from ctpipe.data_docs import configure_site
 
     context = gx.get_context(mode="file", project_root_dir=str(gx_dir))
     changed = False
@@ -238,16 +237,12 @@ def gx_context(gx_dir: Path) -> Any:
     if not progress_bars or dict(progress_bars).get("globally") is not False:
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         changed = True
+    if context.variables.config_variables_file_path is not None:
+        context.variables.config_variables_file_path = None
+        changed = True
     sites = context.variables.data_docs_sites or {}
     for site in sites.values():
-        index = site.setdefault("site_index_builder", {"class_name": "DefaultSiteIndexBuilder"})
-        if index.get("validation_results_limit") != DATA_DOCS_INDEX_RUNS:
-            index["validation_results_limit"] = DATA_DOCS_INDEX_RUNS
-            changed = True
-        sections = site.setdefault("site_section_builders", {})
-        if sections.get("profiling") != "None":  # no profiler runs here: nothing to list for it on every run
-            sections["profiling"] = "None"
-            changed = True
+        changed |= configure_site(site, Path(context.root_directory))
     if changed:
         context.variables.data_docs_sites = sites
         context.variables.save()
@@ -268,36 +263,17 @@ def _run_gate(context: Any, spec: TableSpec, frame: pd.DataFrame, interval: Inte
     return list(validation.results), (urls[0]["site_url"] if urls else None)
 
 
-def quoted(value: Any) -> str:
-    """A value as a message shows it, cut to ``QUOTED_CHARACTERS``."""
-    text = repr(value)
-    return text if len(text) <= QUOTED_CHARACTERS else f"{text[:QUOTED_CHARACTERS]}... ({len(text)} characters)"
-
-
-def schema_problems(spec: TableSpec, results: list[Any], frame: pd.DataFrame) -> list[str]:
-    """Plain-words description of every schema expectation that failed."""
+def schema_problems(results: list[Any]) -> list[str]:
+    """Plain-words description of the column set's expectation, if it failed."""
     problems = []
     for result in results:
-        config = result.expectation_config
-        if result.success or config.type not in SCHEMA_EXPECTATIONS:
+        if result.success or result.expectation_config.type != SCHEMA_EXPECTATION:
             continue
-        if config.type == "expect_table_columns_to_match_set":
-            mismatched = (result.result.get("details") or {}).get("mismatched") or {}
-            if mismatched.get("missing"):
-                problems.append(f"missing column(s) {sorted(mismatched['missing'])}")
-            if mismatched.get("unexpected"):
-                problems.append(f"unexpected column(s) {sorted(mismatched['unexpected'])}")
-        else:
-            column = config.kwargs["column"]
-            expected = f"expected {spec.column(column).type} ({config.kwargs['type_']})"
-            observed = result.result.get("observed_value")
-            # For object columns GX checks value by value instead of reporting the dtype.
-            indices = result.result.get("unexpected_index_list") or []
-            if observed is None and indices:
-                sample = frame.at[indices[0], column]
-                observed = f"{type(sample).__name__} values such as {quoted(sample)}"
-            if observed is not None:
-                problems.append(f"column {column!r} retyped: {expected}, found {observed}")
+        mismatched = (result.result.get("details") or {}).get("mismatched") or {}
+        if mismatched.get("missing"):
+            problems.append(f"missing column(s) {sorted(mismatched['missing'])}")
+        if mismatched.get("unexpected"):
+            problems.append(f"unexpected column(s) {sorted(mismatched['unexpected'])}")
     return problems
 
 
@@ -341,7 +317,7 @@ def row_reasons(results: list[Any]) -> dict[Any, list[str]]:
     """Row index -> names of the expectations that row broke."""
     reasons: dict[Any, list[str]] = defaultdict(list)
     for result in results:
-        if result.success or result.expectation_config.type in SCHEMA_EXPECTATIONS:
+        if result.success or result.expectation_config.type == SCHEMA_EXPECTATION:
             continue
         indices = result.result.get("unexpected_index_list")
         if indices is None:
@@ -388,8 +364,12 @@ class RawPartition:
     @classmethod
     def read(cls, uri: str | Path) -> RawPartition:
         table = pq.read_table(uri)
-        frame = table.to_pandas()
-        return cls(table, frame, frame.pop(SOURCE_VALUES) if SOURCE_VALUES in frame else None)
+        if SOURCE_VALUES not in table.column_names:
+            return cls(table, table.to_pandas(), None)
+        # Not ``frame.pop``: that splits the frame's blocks, and pandas merges them again on every
+        # copy -- GX filters the whole frame several times per expectation.
+        frame = table.drop_columns([SOURCE_VALUES]).to_pandas()
+        return cls(table, frame, table.column(SOURCE_VALUES).to_pandas())
 
 
 @dataclass
@@ -444,7 +424,7 @@ def validate_partition(
             context = gx_context(gx_dir)
             unchecked = raw.frame[~raw.frame.index.isin(list(found.reasons))]
             results, data_docs = _run_gate(context, spec, unchecked, interval)
-        found.problems += [p for p in schema_problems(spec, results, raw.frame) if p not in found.problems]
+        found.problems += schema_problems(results)
         if not found.problems:
             for index, names in row_reasons(results).items():
                 found.reasons[index].extend(names)

@@ -238,7 +238,7 @@ def test_the_threshold_message_shows_the_digits_that_tell_share_and_threshold_ap
         (lambda f: f.drop(columns=["rin"]), ["missing column(s) ['rin']"]),
         (
             lambda f: f.astype({"volume_ul": str}),
-            ["column 'volume_ul' retyped: expected float (float64), found str values such as '"],
+            ["column 'volume_ul' retyped: expected float, the source declares string"],
         ),
     ],
     ids=["renamed", "missing", "retyped"],
@@ -270,13 +270,39 @@ def test_every_run_builds_data_docs(lake, tmp_path):
     assert (tmp_path / "gx" / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").exists()
 
 
+def test_data_docs_templates_are_compiled_once_per_project(lake, tmp_path, monkeypatch):
+    """GX renders each page with a new Jinja environment; compiled templates are kept in the project."""
+    import jinja2
+
+    from ctpipe.data_docs import BYTECODE_DIRECTORY
+
+    validate(lake, tmp_path, clean_samples(10))
+    compiled = list((tmp_path / "gx" / "gx" / BYTECODE_DIRECTORY).iterdir())
+    assert len(compiled) > 10  # the page, index and their components' templates
+
+    compiles = []
+    original = jinja2.Environment.compile
+
+    def counted(self, *args, **kwargs):
+        compiles.append(args[1] if len(args) > 1 else kwargs.get("name"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counted)
+    frame = clean_samples(10)
+    frame.loc[0, "a260_280"] = 9.9  # a failed expectation too: its page shows more templates
+    outcome = validate(lake, tmp_path, frame)
+    assert compiles == []  # every template came from the cache, though every environment was new
+    html = Path(outcome.data_docs_uri.removeprefix("file://")).read_text()
+    assert "a260_280" in html and "sample_id" in html
+
+
 def test_data_docs_index_the_newest_runs_and_keep_every_runs_page(lake, tmp_path, monkeypatch):
     """The index GX rebuilds on every run reads what it lists: listing the newest runs keeps its cost flat."""
     from datetime import timedelta
 
-    import ctpipe.validation as validation
+    import ctpipe.data_docs as data_docs
 
-    monkeypatch.setattr(validation, "DATA_DOCS_INDEX_RUNS", 3)
+    monkeypatch.setattr(data_docs, "DATA_DOCS_INDEX_RUNS", 3)
     frame, pages = clean_samples(10), []
     keys = KeyIndex.from_url(f"sqlite:///{tmp_path / 'keys.sqlite'}")
     for day in range(5):
