@@ -10,7 +10,7 @@ export AIRFLOW_HOME := $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export AIRFLOW_CONN_CTPIPE_SOURCE ?= {"conn_type": "sqlite", "host": "$(CURDIR)/state/source.db"}
 
-.PHONY: run test lint lock airflow mlflow serve-features clean bench bench-gate
+.PHONY: run test lint lock airflow mlflow serve-features clean bench bench-gate bench-drift
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (set PYTHON=...)"; exit 1; }
@@ -64,6 +64,10 @@ bench: $(BIN)/.installed
 bench-gate: $(BIN)/.installed
 	$(BIN)/python -m bench.gate
 	$(BIN)/python -m bench.gate_history
+
+## The calibrated drift check's false-alarm and detection rates, over many generated datasets
+bench-drift: $(BIN)/.installed
+	$(BIN)/python -m bench.drift
 
 clean:
 	rm -rf state

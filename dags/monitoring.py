@@ -6,11 +6,15 @@ interval. Manual runs take `interval_end` and can `force_retrain`.
 
 1. **check_drift** compares the newest validated window (`CTPIPE_DRIFT_WINDOW_DAYS`) with a
    sample of the champion's training set, over every model input and the champion's own
-   predictions (Evidently `DataDriftPreset`). The HTML report goes to `state/reports/drift/`
-   and, with the drift metrics and the decision, into an MLflow run of the monitoring experiment.
-2. **decide_retraining** branches: drift over the threshold and no retrain requested within
-   the cooldown -> **request_retraining**, which publishes the `retrain_request` asset the
-   training DAG is scheduled on; otherwise **skip_retraining**, whose return value says why.
+   predictions (Evidently `DataDriftPreset`), each column at a threshold calibrated to its
+   sampling noise. The HTML report goes to `state/reports/drift/` and, with the distances, the
+   thresholds and the decision, into an MLflow run of the monitoring experiment.
+2. **decide_retraining** branches: drift over the thresholds, no retrain requested within
+   the cooldown and enough labelled events newer than the champion's cutoff to learn from
+   (`CTPIPE_DRIFT_MIN_NEW_LABELS`) -> **request_retraining**, which publishes the
+   `retrain_request` asset the training DAG is scheduled on; otherwise **skip_retraining**,
+   whose return value says why (drift without new labels is noted, "waiting for labels",
+   and raised once per champion).
 """
 
 from __future__ import annotations

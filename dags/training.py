@@ -11,7 +11,9 @@ cutoff and approval mode.
    `CTPIPE_TRAINING_BACKEND=kubernetes`, otherwise the same command as a local process.
    Point-in-time training set from Feast, time-based holdout, everything logged to MLflow.
 3. **register_model** adds a version of the registered model, alias `challenger`, tagged with
-   its data interval, metrics and validation status.
+   its data interval, metrics and validation status. A model trained on the champion's own
+   data window is no challenger: it is not registered (its run's `registration` tag says
+   why) and the rest of the run is skipped.
 4. **evaluate_models** scores challenger and champion on the same, most recent holdout and
    decides by the thresholds and margin; the decision, its reasons and links to its evidence
    (validation reports, Data Docs, drift report, logged to the model's run) go into the
@@ -72,10 +74,16 @@ def train_locally(plan: dict) -> dict:
 @task(task_id=TrainingTasks.REGISTER)
 @fail_fast_on_configuration_error
 def register_model(result: dict, plan: dict, ti=None) -> dict:
-    from ctpipe.records import TrainingResult
-    from ctpipe.review import register_challenger
+    from airflow.sdk.exceptions import AirflowSkipException
 
-    return register_challenger(TrainingResult.from_dict(result), TrainingPlan.from_dict(plan), task_actor(ti)).to_dict()
+    from ctpipe.records import TrainingResult
+    from ctpipe.review import SameDataAsChampion, register_challenger
+
+    try:
+        registered = register_challenger(TrainingResult.from_dict(result), TrainingPlan.from_dict(plan), task_actor(ti))
+    except SameDataAsChampion as same:  # nothing to review: the rest of the run is skipped, and says why
+        raise AirflowSkipException(str(same)) from None
+    return registered.to_dict()
 
 
 @task(task_id=TrainingTasks.EVALUATE)
@@ -97,11 +105,13 @@ def route(review: dict, plan: dict) -> str:
 @task(task_id=TrainingTasks.PROMOTE, trigger_rule="none_failed_min_one_success")
 @fail_fast_on_configuration_error
 def promote_champion(review: dict, plan: dict, dag_run=None, ti=None) -> dict:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
     from ctpipe.records import Review
     from ctpipe.review import promote_reviewed
 
+    if review is None:  # the review was skipped: no challenger was registered
+        raise AirflowSkipException("nothing to promote: no challenger was registered")
     if plan["backfill"] or dag_run.run_type == "backfill":  # the decision said so too; never move aliases
         raise AirflowFailException("refusing to promote in a backfill run")
     return promote_reviewed(Review.from_dict(review), task_actor(ti)).to_dict()

@@ -1,6 +1,6 @@
 """The main job on the embedded default: seed the source, then run the DAGs day by day.
 
-    python -m ctpipe.local_run [--days 60] [--rows-per-day 400] [--drift-start 2026-02-15]
+    python -m ctpipe.local_run [--days 60] [--rows-per-day 400] [--drift-start 2026-02-15] [--drift-kind both]
 
 Every DAG runs through Airflow's ``dag.test()`` against the SQLite metadata
 database in ``state/``, one data interval after the other, in the order the
@@ -23,10 +23,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from ctpipe import artifacts
-from ctpipe.datasets.lab_qc_generator import GeneratorConfig
+from ctpipe.datasets.lab_qc_generator import DriftKind, GeneratorConfig
 from ctpipe.records import Interval, RetrainRequest, TrainingPlan
 from ctpipe.settings import PROJECT_ROOT, Settings
 
@@ -163,7 +163,7 @@ def has_model_versions() -> bool:
     return bool(versions(connect(settings).client, settings.dataset.model_name))
 
 
-def model_story(settings: Settings, drift_start: date) -> list[str]:
+def model_story(settings: Settings, drift_start: date | None) -> list[str]:
     """Model versions with their promotion decisions, the champion, and what the drift checks said."""
     from ctpipe.registry import CHAMPION, alias_version, versions
     from ctpipe.tracking import connect
@@ -188,19 +188,37 @@ def model_story(settings: Settings, drift_start: date) -> list[str]:
         lines.append(f"Champion: version {champion.version} ({shown})")
     runs = client.search_runs([tracking.experiment_id("monitoring")], order_by=["tags.interval_end ASC"])
     if runs:
-        checked = [(r.data.tags["interval_end"][:10], r.data.tags) for r in runs]
-        flagged = [day for day, tags in checked if tags["reason"].startswith("drift")]
-        before = [day for day in flagged if day <= str(drift_start)]
-        lines.append(
-            f"Drift checks: {len(runs)}, drift flagged on {len(flagged)} days, first on "
-            f"{flagged[0] if flagged else 'none'} "
-            f"(drift starts {drift_start}; flagged before it: {len(before)}); "
-            f"retrains requested: {sum(tags['decision'] == 'retrain' for _, tags in checked)}"
-        )
+        lines.append(drift_story([(r.data.tags["interval_end"][:10], r.data.tags) for r in runs], drift_start))
     return lines
 
 
-def summary(settings: Settings, intervals: list[Interval], seconds: float, drift_start: date) -> str:
+def drift_story(checked: list[tuple[str, dict[str, str]]], drift_start: date | None) -> str:
+    """What the drift checks (interval end, tags) said; against the drift start only when the job seeded it."""
+    flagged = [day for day, tags in checked if tags["reason"].startswith("drift")]
+    seeded = ""
+    if drift_start is not None:
+        before = [day for day in flagged if day <= str(drift_start)]  # checks of data from before it
+        seeded = f" (drift starts {drift_start}; flagged before it: {len(before)})"
+    return (
+        f"Drift checks: {len(checked)}, drift flagged on {len(flagged)} days, first on "
+        f"{flagged[0] if flagged else 'none'}{seeded}; "
+        f"retrains requested: {sum(tags['decision'] == 'retrain' for _, tags in checked)}"
+    )
+
+
+def busiest_entity(settings: Settings, interval: Interval) -> str | None:
+    """The entity with the most validated events in ``interval``: one the dataset really has."""
+    from ctpipe.lake import Lake
+
+    dataset = settings.dataset
+    events = Lake(settings.lake_dir).read_window(
+        "validated", dataset.events.name, dataset.events.timestamp, interval, [dataset.entity]
+    )
+    counts = events[dataset.entity].value_counts(sort=True)
+    return None if counts.empty else str(counts.index[0])
+
+
+def summary(settings: Settings, intervals: list[Interval], seconds: float, drift_start: date | None) -> str:
     from ctpipe.feature_store import load_store, online_features
 
     dataset = settings.dataset
@@ -216,12 +234,17 @@ def summary(settings: Settings, intervals: list[Interval], seconds: float, drift
             f"  {table.name}: {rows_in} rows in, {passed} validated, {quarantined} quarantined, {held} held back; "
             f"{unplaceable} in no interval"
         )
-    # As served at the end of the last day: the synthetic days are in the past, beyond the features' TTL.
-    values = online_features(
-        load_store(settings), dataset.feature_service, dataset.entity, ["LAB-001"], as_of=intervals[-1].end
-    )
-    shown = ", ".join(f"{k}={v[0]:.3g}" if isinstance(v[0], float) else f"{k}={v[0]}" for k, v in values.items())
-    lines.append(f"Online features ({dataset.feature_service}) for LAB-001 at {intervals[-1].end:%Y-%m-%d}: {shown}")
+    entity = busiest_entity(settings, intervals[-1])
+    if entity is not None:
+        # As served at the end of the last day: the synthetic days are in the past, beyond the features' TTL.
+        values = online_features(
+            load_store(settings), dataset.feature_service, dataset.entity, [entity], as_of=intervals[-1].end
+        )
+        shown = ", ".join(f"{k}={v[0]:.3g}" if isinstance(v[0], float) else f"{k}={v[0]}" for k, v in values.items())
+        lines.append(
+            f"Online features ({dataset.feature_service}) for {entity}, the {dataset.entity} with the most events "
+            f"on {intervals[-1].start:%Y-%m-%d}, at {intervals[-1].end:%Y-%m-%d}: {shown}"
+        )
     lines += model_story(settings, drift_start)
     lines += [
         "",
@@ -234,7 +257,7 @@ def summary(settings: Settings, intervals: list[Interval], seconds: float, drift
         "Alias moves: python -m ctpipe.registry history",
         "Features:    make serve-features, then",
         "             curl -X POST localhost:6566/get-online-features "
-        f"""-d '{{"feature_service": "{dataset.feature_service}", "entities": {{"{dataset.entity}": ["LAB-001"]}}}}'""",
+        f"-d '{json.dumps({'feature_service': dataset.feature_service, 'entities': {dataset.entity: [entity]}})}'",
     ]
     return "\n".join(lines)
 
@@ -245,6 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--days", type=int, default=60)
     parser.add_argument("--rows-per-day", type=int, default=GeneratorConfig.rows_per_day)
     parser.add_argument("--drift-start", type=date.fromisoformat, default=None, help="default: 3/4 into the range")
+    parser.add_argument(
+        "--drift-kind", choices=get_args(DriftKind), default="both", help="what drifts; none for a stationary source"
+    )
     parser.add_argument(
         "--no-seed", action="store_true", help="run over the source as it is (AIRFLOW_CONN_CTPIPE_SOURCE), do not seed"
     )
@@ -265,14 +291,22 @@ def main(argv: list[str] | None = None) -> None:
     if args.first_model_after is None:
         args.first_model_after = settings.dataset.longest_window.days + TrainingPlan.days
     drift_start = args.drift_start or args.start + timedelta(days=args.days * 3 // 4)
-    config = GeneratorConfig(start=args.start, days=args.days, rows_per_day=args.rows_per_day, drift_start=drift_start)
+    config = GeneratorConfig(
+        start=args.start,
+        days=args.days,
+        rows_per_day=args.rows_per_day,
+        drift_start=drift_start,
+        drift_kind=args.drift_kind,
+    )
+    seeded_drift = None if args.no_seed or args.drift_kind == "none" else drift_start
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     if not args.no_seed:
         # A new source invalidates everything derived from the old one.
         for derived in ("lake", "feast", "gx", "mlflow", "reports"):
             shutil.rmtree(settings.state_dir / derived, ignore_errors=True)
         counts = seed(f"sqlite:///{settings.state_dir / 'source.db'}", config)
-        print(f"Seeded {counts} for {config.start} .. {config.end} (drift from {drift_start}).", flush=True)
+        drift = f"{args.drift_kind} drift from {drift_start}" if seeded_drift else "no drift"
+        print(f"Seeded {counts} for {config.start} .. {config.end} ({drift}).", flush=True)
     logs = settings.state_dir / "logs" / "local_run"
 
     def quiet(name: str):
@@ -299,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
         seconds = time.perf_counter() - day_started
         print(f"{interval.start:%Y-%m-%d}: ok ({seconds:.1f}s)" + "".join(f"; {h}" for h in happened), flush=True)
     with quiet("summary.log"):
-        text = summary(settings, intervals, time.perf_counter() - started, drift_start)
+        text = summary(settings, intervals, time.perf_counter() - started, seeded_drift)
     print(f"\n{text}\nLogs of every run: {logs}")
 
 

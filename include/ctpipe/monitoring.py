@@ -3,30 +3,44 @@
 Reference: a sample of the champion's holdout rows, logged with the model. Current: the
 latest validated window of events with their features as of each event, never reaching
 into the data the champion was fitted on. Both are scored by the champion, so the report
-covers every model input and the champion's predictions. The statistics and the decision
-are ``ctpipe.drift``'s.
+covers every model input and the champion's predictions. Each column's threshold is
+calibrated on the reference at this check's sizes and lag (``ctpipe.drift.calibrate``);
+the statistics and the decision are ``ctpipe.drift``'s.
 
 Every check is an MLflow run of the monitoring experiment, with the Evidently HTML
-report, the drift metrics, and the decision and its reason as tags; the report is also
+report, the distances (``drift.<column>``) and their thresholds (``threshold.<column>``)
+as metrics, and the decision, its reason and how the thresholds were calibrated as tags; the report is also
 kept under the state folder.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+import zlib
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ctpipe import artifacts
-from ctpipe.drift import PREDICTION, current_window, retrain_decision, run_report
+from ctpipe.drift import (
+    PREDICTION,
+    RETRAIN,
+    WAIT_FOR_LABELS,
+    calibrate,
+    current_window,
+    retrain_decision,
+    run_report,
+)
 from ctpipe.lake import Lake
-from ctpipe.records import DriftCheck, Interval, Publication, RetrainRequest, TrainingSetSpec
+from ctpipe.records import DriftCheck, Interval, Publication, RetrainRequest
 from ctpipe.registry import CHAMPION, alias_version
 from ctpipe.settings import ConfigurationError, Settings
 from ctpipe.tracking import Tracking, connect, load_model
-from ctpipe.training_set import events_with_features, model_columns
+from ctpipe.training_set import EVENT_TIMESTAMP, events_with_features, labelled_events, model_columns
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 
 def check(interval: Interval, settings: Settings | None = None) -> DriftCheck:
@@ -45,7 +59,8 @@ def check(interval: Interval, settings: Settings | None = None) -> DriftCheck:
 
     numeric, categorical = model_columns(dataset)
     columns = numeric + categorical
-    window = current_window(interval.end, _training_set_of(tracking, champion.run_id).fitted_until, policy)
+    fitted = tracking.training_set(champion.run_id)
+    window = current_window(interval.end, fitted.fitted_until, policy)
     if window is None:
         return DriftCheck(
             interval=interval,
@@ -54,18 +69,44 @@ def check(interval: Interval, settings: Settings | None = None) -> DriftCheck:
             champion_version=str(champion.version),
         )
     reference = _reference_sample(tracking, champion.run_id)
-    current = events_with_features(dataset, Lake(settings.lake_dir), load_store(settings), window)
+    lake = Lake(settings.lake_dir)
+    current = events_with_features(dataset, lake, load_store(settings), window)
     model = load_model(tracking, f"models:/{dataset.model_name}/{champion.version}")
     reference[PREDICTION] = failure_probability(model, reference[columns])
     current[PREDICTION] = failure_probability(model, current[columns])
-    snapshot, summary = run_report(reference, current, numeric, categorical, policy)
+    thresholds = calibrate(
+        reference,
+        current,
+        [*numeric, PREDICTION],
+        categorical,
+        policy,
+        entity=dataset.entity,
+        timestamp=EVENT_TIMESTAMP,
+        windows={a.name: a.window / timedelta(days=1) for a in dataset.aggregates},
+        predict=lambda frame: failure_probability(model, frame[columns]),
+        # The same champion and window draw the same resamples: a rerun decides the same.
+        seed=zlib.crc32(f"{champion.run_id} {window}".encode()),
+    )
+    snapshot, summary = run_report(reference, current, numeric, categorical, thresholds, policy)
 
     report_path = artifacts.drift_report(settings, interval)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(report_path))
 
     experiment_id = tracking.experiment_id("monitoring")
-    retrain, reason = retrain_decision(summary, _last_retrain_request(tracking, interval), interval.end, policy)
+    # New evidence: labelled events newer than the champion's cutoff, known by the end of this interval.
+    new_labels = 0
+    if interval.end > fitted.cutoff:
+        new_labels = len(labelled_events(dataset, lake, Interval(fitted.cutoff, interval.end)))
+    decision, reason = retrain_decision(
+        summary,
+        _last_retrain_request(tracking, interval),
+        interval.end,
+        policy,
+        new_labels=new_labels,
+        cutoff=fitted.cutoff,
+    )
+    alert = _alert_once(tracking, interval, str(champion.version), decision, reason)
     run = client.create_run(experiment_id, run_name=f"drift @ {interval.end:%Y-%m-%d}")
     run_id = run.info.run_id
     report_uri = artifacts.run_artifact_uri(run_id, artifacts.drift_report_artifact(interval))
@@ -73,17 +114,21 @@ def check(interval: Interval, settings: Settings | None = None) -> DriftCheck:
         "interval_start": interval.start.isoformat(),
         "interval_end": interval.end.isoformat(),
         "champion_version": str(champion.version),
-        "decision": "retrain" if retrain else "skip",
+        "decision": decision,
         "reason": reason,
+        "alert": alert,
         "drifted_columns": ",".join(summary["drifted_columns"]),
         "report_uri": report_uri,
+        "calibration": summary["calibration"],
     }.items():
         client.set_tag(run_id, key, value)
     metrics = {
         "drifted_share": summary["drifted_share"],
         "prediction_score": summary["prediction_score"],
         "current_rows": float(len(current)),
+        "new_labels": float(new_labels),
         **{f"drift.{c}": s for c, s in summary["column_scores"].items()},
+        **{f"threshold.{c}": t for c, t in summary["column_thresholds"].items()},
     }
     for key, value in metrics.items():
         client.log_metric(run_id, key, value)
@@ -91,26 +136,15 @@ def check(interval: Interval, settings: Settings | None = None) -> DriftCheck:
     client.set_terminated(run_id)
     return DriftCheck(
         interval=interval,
-        retrain=retrain,
+        retrain=decision == RETRAIN,
         reason=reason,
+        decision=decision,
         champion_version=str(champion.version),
         drifted_share=summary["drifted_share"],
         prediction_score=summary["prediction_score"],
         drifted_columns=tuple(summary["drifted_columns"]),
         report_uri=report_uri,
         mlflow_run_id=run_id,
-    )
-
-
-def _training_set_of(tracking: Tracking, run_id: str) -> TrainingSetSpec:
-    """The training set a model was trained on, from its run's parameters."""
-    params = tracking.client.get_run(run_id).data.params
-    return TrainingSetSpec(
-        dataset=params["dataset"],
-        feature_service=params["feature_service"],
-        cutoff=datetime.fromisoformat(params["cutoff"]),
-        days=int(params["days"]),
-        holdout_days=int(params["holdout_days"]),
     )
 
 
@@ -124,6 +158,26 @@ def _reference_sample(tracking: Tracking, run_id: str) -> pd.DataFrame:
     return pd.read_parquet(local)
 
 
+def _alert_once(tracking: Tracking, interval: Interval, champion: str, decision: str, reason: str) -> str:
+    """Raise "drift noted, waiting for labels" once per champion: the first such check warns, later ones say when.
+
+    The warning is the task log's; the tag ``alert`` records it on the check's run either way.
+    """
+    if decision != WAIT_FOR_LABELS:
+        return ""
+    earlier = tracking.client.search_runs(
+        [tracking.experiment_id("monitoring")],
+        filter_string=f"tags.decision = '{WAIT_FOR_LABELS}' and tags.champion_version = '{champion}'",
+        order_by=["tags.interval_end ASC"],
+        max_results=200,
+    )
+    raised = [r.data.tags["interval_end"] for r in earlier if r.data.tags["interval_end"] < interval.end.isoformat()]
+    if raised:
+        return f"already raised for champion {champion} by the check ending {raised[0]}"
+    log.warning("ALERT champion %s, check ending %s: %s", champion, interval.end.isoformat(), reason)
+    return f"raised: {reason}"
+
+
 def _last_retrain_request(tracking: Tracking, interval: Interval) -> datetime | None:
     """When the newest drift check before this interval asked for a retrain (the cooldown counts from it).
 
@@ -131,7 +185,7 @@ def _last_retrain_request(tracking: Tracking, interval: Interval) -> datetime | 
     """
     runs = tracking.client.search_runs(
         [tracking.experiment_id("monitoring")],
-        filter_string="tags.decision = 'retrain'",
+        filter_string=f"tags.decision = '{RETRAIN}'",
         order_by=["tags.interval_end DESC"],
         max_results=200,
     )
@@ -169,8 +223,9 @@ def recorded_check(interval: Interval, settings: Settings | None = None) -> Drif
     tags, metrics = run.data.tags, run.data.metrics
     return DriftCheck(
         interval=interval,
-        retrain=tags["decision"] == "retrain",
+        retrain=tags["decision"] == RETRAIN,
         reason=tags["reason"],
+        decision=tags["decision"],
         champion_version=tags.get("champion_version"),
         drifted_share=metrics.get("drifted_share"),
         prediction_score=metrics.get("prediction_score"),

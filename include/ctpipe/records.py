@@ -268,6 +268,7 @@ class DriftCheck(Record):
     drifted_columns: tuple[str, ...] = ()
     report_uri: str | None = None  # the HTML report as an MLflow artifact (runs:/...)
     mlflow_run_id: str | None = None
+    decision: str = "skip"  # retrain, skip, or wait_for_labels (drift noted, too few new labels)
 
 
 @dataclass(frozen=True)

@@ -36,13 +36,32 @@ def validation_status(settings: Settings, cutoff_interval: Interval) -> str:
     return json.loads(report.read_text())["status"] if report.exists() else "unknown"
 
 
+class SameDataAsChampion(RuntimeError):
+    """The model learned from exactly the champion's data: it is no challenger, and is not registered."""
+
+
 def register_challenger(
     result: TrainingResult, plan: TrainingPlan, by: str, settings: Settings | None = None
 ) -> RegisteredVersion:
-    """Register a training result as a new version, aliased ``challenger`` and tagged for review."""
+    """Register a training result as a new version, aliased ``challenger`` and tagged for review.
+
+    Not when it was trained on the champion's own data window: a tie at best, and no new
+    evidence. Then its run is tagged with why (``registration``) and ``SameDataAsChampion``
+    is raised.
+    """
     settings = settings or Settings.from_env()
     tracking = connect(settings)
     window = result.training_set.window  # the data the model learned from
+    champion = registry.alias_version(tracking.client, settings.dataset.model_name, registry.CHAMPION)
+    if champion is not None:
+        theirs = tracking.training_set(champion.run_id)
+        if (theirs.window, theirs.feature_service) == (window, result.training_set.feature_service):
+            why = (
+                f"not registered: trained on the same data window as champion version {champion.version} "
+                f"({window.start:%Y-%m-%d} .. {window.end:%Y-%m-%d}, {theirs.feature_service})"
+            )
+            tracking.client.set_tag(result.run_id, "registration", why)
+            raise SameDataAsChampion(why)
     tags = {
         "family": result.family,
         "run_id": result.run_id,

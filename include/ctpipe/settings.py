@@ -81,7 +81,11 @@ VARIABLES = _variables(
     Variable("CTPIPE_LAKE_DIR", "`<state>/lake`", "a folder path (created when needed)"),
     Variable("CTPIPE_FEATURES_DIR", "`<lake>/features`", "a folder path: where the Feast file source reads"),
     Variable("CTPIPE_FEATURE_REPO", "`feature_repo/` of the checkout", "a folder holding feature_store.yaml"),
-    Variable("CTPIPE_DATASET", "`lab_qc`", f"one of {sorted(DATASETS)}"),
+    Variable(
+        "CTPIPE_DATASET",
+        "`lab_qc`",
+        f"one of {sorted(DATASETS)}, or the import path of a DatasetSpec: my_package.my_module:MY_SPEC",
+    ),
     Variable("CTPIPE_SOURCE_CONN_ID", "`ctpipe_source`", "an Airflow connection id: letters, digits, '_', '-', '.'"),
     Variable("CTPIPE_START_DATE", "2026-01-01", "an ISO date like 2026-01-01 (UTC)"),
     Variable("CTPIPE_MAX_BAD_ROW_SHARE", "0.2", "a share between 0 and 1, e.g. 0.2"),
@@ -120,12 +124,13 @@ VARIABLES = _variables(
     Variable("CTPIPE_PROMOTION_MIN_ROC_AUC", "0.65", "a number between 0 and 1"),
     Variable("CTPIPE_PROMOTION_MAX_BRIER", "0.25", "a number between 0 and 1"),
     Variable("CTPIPE_PROMOTION_MARGIN", "0.005", "a number between -1 and 1 (the roc_auc gain to beat)"),
-    Variable("CTPIPE_DRIFT_COLUMN_THRESHOLD", "0.1", "a distance above 0"),
-    Variable("CTPIPE_DRIFT_FEATURE_SHARE", "0.3", "a share above 0 and at most 1"),
-    Variable("CTPIPE_DRIFT_PREDICTION_THRESHOLD", "0.1", "a distance above 0"),
+    Variable("CTPIPE_DRIFT_MIN_EFFECT", "0.1", "a distance, 0 or more"),
+    Variable("CTPIPE_DRIFT_FALSE_ALARM_RATE", "0.01", "a share above 0 and at most 0.5"),
+    Variable("CTPIPE_DRIFT_FEATURE_SHARE", "0.2", "a share above 0 and at most 1"),
     Variable("CTPIPE_DRIFT_WINDOW_DAYS", "7", "a whole number of days, at least 1"),
     Variable("CTPIPE_DRIFT_COOLDOWN_DAYS", "7", "a whole number of days, 0 or more"),
     Variable("CTPIPE_DRIFT_REFERENCE_ROWS", "5000", "a whole number of rows, at least 100"),
+    Variable("CTPIPE_DRIFT_MIN_NEW_LABELS", "200", "a whole number of labelled events, 0 or more"),
 )
 FEAST_VARIABLES = ("CTPIPE_FEAST_PROJECT", *_STORE_EXAMPLES)
 # What a training pod needs to reach the same stores as the scheduler's workers. A value that carries a
@@ -199,6 +204,15 @@ def _matching(pattern: str, problem: str = "is not allowed") -> Callable[[str], 
         return raw
 
     return parse
+
+
+IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
+def _dataset_reference(raw: str) -> str:
+    if raw in DATASETS or IMPORT_PATH.fullmatch(raw):
+        return raw
+    raise ValueError("is neither a built-in dataset nor an import path")
 
 
 def _one_of(*options: str) -> Callable[[str], str]:
@@ -425,11 +439,15 @@ class Settings:
 
     @cached_property
     def dataset_name(self) -> str:
-        return self._read("CTPIPE_DATASET", _one_of(*DATASETS), "lab_qc")
+        """A built-in dataset's name, or the import path of a spec (``module:attribute``)."""
+        return self._read("CTPIPE_DATASET", _dataset_reference, "lab_qc")
 
     @property
     def dataset(self) -> DatasetSpec:
-        return get_dataset(self.dataset_name)
+        try:
+            return get_dataset(self.dataset_name)
+        except (ImportError, AttributeError, TypeError, ValueError) as error:
+            raise self.error("CTPIPE_DATASET", self.dataset_name, f"cannot be loaded: {error}") from None
 
     @cached_property
     def source_conn_id(self) -> str:
@@ -606,18 +624,17 @@ class Settings:
     def drift(self) -> DriftPolicy:
         defaults = DriftPolicy()
         return DriftPolicy(
-            column_threshold=self._read(
-                "CTPIPE_DRIFT_COLUMN_THRESHOLD", _number(0.0, low_open=True), defaults.column_threshold
+            min_effect=self._read("CTPIPE_DRIFT_MIN_EFFECT", _number(0.0), defaults.min_effect),
+            false_alarm_rate=self._read(
+                "CTPIPE_DRIFT_FALSE_ALARM_RATE", _number(0.0, 0.5, low_open=True), defaults.false_alarm_rate
             ),
             feature_share=self._read(
                 "CTPIPE_DRIFT_FEATURE_SHARE", _number(0.0, 1.0, low_open=True), defaults.feature_share
             ),
-            prediction_threshold=self._read(
-                "CTPIPE_DRIFT_PREDICTION_THRESHOLD", _number(0.0, low_open=True), defaults.prediction_threshold
-            ),
             window_days=self._read("CTPIPE_DRIFT_WINDOW_DAYS", _whole(1), defaults.window_days),
             cooldown_days=self._read("CTPIPE_DRIFT_COOLDOWN_DAYS", _whole(0), defaults.cooldown_days),
             reference_rows=self._read("CTPIPE_DRIFT_REFERENCE_ROWS", _whole(100), defaults.reference_rows),
+            min_new_labels=self._read("CTPIPE_DRIFT_MIN_NEW_LABELS", _whole(0), defaults.min_new_labels),
         )
 
     def check_all(self) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ctpipe import artifacts
+from ctpipe.records import TrainingSetSpec
 from ctpipe.services import Service
 from ctpipe.settings import ConfigurationError, Settings, hide_passwords
 
@@ -50,6 +51,19 @@ class Tracking:
         if kind not in KINDS:
             raise ValueError(f"unknown experiment kind {kind!r}; one of {KINDS}")
         return f"ctpipe-{self.dataset}" + ("" if kind == "training" else f"-{kind}")
+
+    def training_set(self, run_id: str) -> TrainingSetSpec:
+        """The training set a model was trained on, from its run's parameters."""
+        from datetime import datetime
+
+        params = self.client.get_run(run_id).data.params
+        return TrainingSetSpec(
+            dataset=params["dataset"],
+            feature_service=params["feature_service"],
+            cutoff=datetime.fromisoformat(params["cutoff"]),
+            days=int(params["days"]),
+            holdout_days=int(params["holdout_days"]),
+        )
 
     def experiment_id(self, kind: str = "training") -> str:
         """The id of the dataset's training or monitoring experiment, created when missing."""
@@ -104,7 +118,7 @@ def connect(settings: Settings | None = None) -> Tracking:
             uri=uri,
             client=MlflowClient(tracking_uri=uri, registry_uri=uri),
             ui_url=settings.mlflow_ui_url,
-            dataset=settings.dataset_name,
+            dataset=settings.dataset.name,  # the spec's name, also when CTPIPE_DATASET is an import path
             # Local stores get an explicit artifact root; a tracking server decides its own.
             artifacts_uri=settings.mlflow_artifacts_uri if local else None,
         )

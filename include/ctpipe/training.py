@@ -96,10 +96,15 @@ def train(plan: TrainingPlan, settings: Settings | None = None) -> TrainingResul
             _log_file(tmp, artifacts.LINEAGE_ENTITY_ROWS, rows)
             # The drift check's reference: the training set's holdout days, the newest data the model was
             # judged on. Its predictions on rows it was fitted to would be overconfident, a false alarm.
+            # With each row's entity and time: the check resamples it entity by entity, day by day.
             _log_file(
                 tmp,
                 artifacts.REFERENCE_SAMPLE,
-                reference_sample(holdout[columns], settings.drift.reference_rows, plan.seed),
+                reference_sample(
+                    holdout[list(dict.fromkeys([dataset.entity, EVENT_TIMESTAMP, *columns]))],
+                    settings.drift.reference_rows,
+                    plan.seed,
+                ),
             )
 
         started = time.perf_counter()

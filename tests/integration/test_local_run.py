@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -40,7 +41,14 @@ def test_the_main_job_seeds_runs_every_day_and_summarises(embedded):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2026-01-01: ok" in done.stdout and "2026-01-02: ok" in done.stdout
     assert "Ran ingest, features, monitoring and training over 2 daily intervals" in done.stdout
-    assert "Online features (lab_quality_v1) for LAB-001 at 2026-01-03: lab_id=LAB-001" in done.stdout
+    # The summary reads the online store for an entity the data really has: the busiest of the last day.
+    last_day = pd.read_parquet(state / "lake" / "validated" / "lab_samples")
+    last_day = last_day[last_day["submitted_at"] >= pd.Timestamp("2026-01-02", tz="UTC")]
+    busiest = last_day["lab_id"].value_counts().index[0]
+    assert (
+        f"Online features (lab_quality_v1) for {busiest}, the lab_id with the most events on 2026-01-02, "
+        f"at 2026-01-03: lab_id={busiest}"
+    ) in done.stdout
     assert "stale_features=False" in done.stdout
     assert "[info" not in done.stdout + done.stderr  # the runs' own logs went to files
     assert "[DAG TEST] end task" in (state / "logs" / "local_run" / "2026-01-02.log").read_text()

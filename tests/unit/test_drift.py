@@ -1,4 +1,7 @@
-"""Drift statistics on the generator's data: quiet on the same distribution, loud on the shifted one."""
+"""Drift statistics on the lab_qc generator's data: quiet on the same distribution, loud on the shifted one.
+
+The calibration itself, on data it was not tuned on, is ``test_drift_calibration``'s.
+"""
 
 from datetime import date, datetime, timedelta
 
@@ -7,7 +10,17 @@ import pandas as pd
 import pytest
 
 from ctpipe.datasets.lab_qc_generator import GeneratorConfig, failure_logit, generate, make_labs
-from ctpipe.drift import PREDICTION, DriftPolicy, current_window, retrain_decision, run_report
+from ctpipe.drift import (
+    PREDICTION,
+    RETRAIN,
+    SKIP,
+    WAIT_FOR_LABELS,
+    DriftPolicy,
+    calibrate,
+    current_window,
+    retrain_decision,
+    run_report,
+)
 
 NUMERIC = ["concentration_ng_ul", "volume_ul", "a260_280", "a260_230", "rin", "storage_temp_c", "transit_hours"]
 CATEGORICAL = ["sample_type", "courier"]
@@ -26,42 +39,70 @@ def window(seed: int, start: date, days: int, drift_start: date | None = None) -
     return samples
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def thresholds(reference: pd.DataFrame, current: pd.DataFrame, seed: int):
+    return calibrate(
+        reference,
+        current,
+        [*NUMERIC, PREDICTION],
+        CATEGORICAL,
+        POLICY,
+        entity="lab_id",
+        timestamp="submitted_at",
+        seed=seed,
+    )
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
 def test_same_distribution_raises_no_alarm(seed):
-    reference = window(seed, date(2026, 1, 5), 7)
+    reference = window(seed, date(2026, 1, 5), 4)
     current = window(seed, date(2026, 1, 19), 7)  # two weeks later, nothing changed
-    _, summary = run_report(reference, current, NUMERIC, CATEGORICAL, POLICY)
+    _, summary = run_report(reference, current, NUMERIC, CATEGORICAL, thresholds(reference, current, seed), POLICY)
     assert not summary["drift_detected"], summary
     assert summary["drifted_columns"] == []
-    assert summary["prediction_score"] < POLICY.prediction_threshold
+    assert summary["prediction_score"] < summary["prediction_threshold"]
 
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_shifted_data_is_flagged(seed):
-    reference = window(seed, date(2026, 1, 5), 7)
+    reference = window(seed, date(2026, 1, 5), 4)
     current = window(seed, date(2026, 1, 19), 7, drift_start=date(2026, 1, 19))
-    snapshot, summary = run_report(reference, current, NUMERIC, CATEGORICAL, POLICY)
+    calibrated = thresholds(reference, current, seed)
+    snapshot, summary = run_report(reference, current, NUMERIC, CATEGORICAL, calibrated, POLICY)
     assert summary["drift_detected"]
     assert {"transit_hours", "storage_temp_c"} <= set(summary["drifted_columns"])
     assert summary["prediction_drifted"]
+    assert summary["column_thresholds"] == {c: round(t, 6) for c, t in calibrated.by_column.items()}
+    assert summary["calibration"] == calibrated.describe()
     assert "transit_hours" in snapshot.get_html_str(as_iframe=False)
 
 
-def test_retraining_waits_out_the_cooldown():
+def test_retraining_waits_out_the_cooldown_and_for_new_labels():
     drifted = {
         "drift_detected": True,
         "drifted_columns": ["transit_hours"],
         "drifted_share": 0.5,
         "prediction_score": 0.3,
+        "prediction_threshold": 0.12,
     }
     now = datetime(2026, 2, 20)
-    retrain, reason = retrain_decision(drifted, now - timedelta(days=3), now, POLICY)
-    assert not retrain and "cooldown" in reason
-    retrain, reason = retrain_decision(drifted, now - timedelta(days=8), now, POLICY)
-    assert retrain and reason.endswith("retrain")
+    cutoff = datetime(2026, 2, 12)
+    enough = {"new_labels": POLICY.min_new_labels, "cutoff": cutoff}
+    decision, reason = retrain_decision(drifted, now - timedelta(days=3), now, POLICY, **enough)
+    assert decision == SKIP and "cooldown" in reason
+    decision, reason = retrain_decision(drifted, now - timedelta(days=8), now, POLICY, **enough)
+    assert decision == RETRAIN and reason.endswith(f"{POLICY.min_new_labels} new labelled events: retrain")
+    # Drift, but nothing newer than the champion's cutoff to learn from: noted, and no retrain.
+    few = {"new_labels": POLICY.min_new_labels - 1, "cutoff": cutoff}
+    decision, reason = retrain_decision(drifted, None, now, POLICY, **few)
+    assert decision == WAIT_FOR_LABELS
+    assert reason.startswith("drift: 50% of inputs drifted (transit_hours)")
+    assert (
+        f"drift noted, waiting for labels: {POLICY.min_new_labels - 1} labelled events newer than the champion's "
+        f"cutoff 2026-02-12T00:00:00, {POLICY.min_new_labels} needed" in reason
+    )
     quiet = {**drifted, "drift_detected": False, "drifted_columns": [], "drifted_share": 0.0, "prediction_score": 0.01}
-    retrain, reason = retrain_decision(quiet, None, now, POLICY)
-    assert not retrain and reason.startswith("no drift")
+    decision, reason = retrain_decision(quiet, None, now, POLICY, **few)
+    assert decision == SKIP and reason.startswith("no drift")
 
 
 def test_the_current_window_never_reaches_into_the_champions_fitted_data():

@@ -37,7 +37,13 @@ BAD = {
     "CTPIPE_LAKE_DIR": [("{file}", "is a file, not a folder")],
     "CTPIPE_FEATURES_DIR": [("{file}", "is a file, not a folder")],
     "CTPIPE_FEATURE_REPO": [("{empty}", "holds no feature_store.yaml")],
-    "CTPIPE_DATASET": [("wine_quality", "is not one of them")],
+    "CTPIPE_DATASET": [
+        ("wine_quality", "is neither a built-in dataset nor an import path"),
+        ("my package:SPEC", "is neither a built-in dataset nor an import path"),
+        ("no_such_package.datasets:SPEC", "cannot be loaded: cannot import 'no_such_package.datasets'"),
+        ("ctpipe.datasets.lab_qc:NOPE", "cannot be loaded: module 'ctpipe.datasets.lab_qc' has no 'NOPE'"),
+        ("ctpipe.datasets.lab_qc:DAY", "ctpipe.datasets.lab_qc:DAY is a timedelta, not a DatasetSpec"),
+    ],
     "CTPIPE_SOURCE_CONN_ID": [("my source", "is not an Airflow connection id")],
     "CTPIPE_START_DATE": [("June 1st", "is not an ISO date")],
     "CTPIPE_MAX_BAD_ROW_SHARE": [
@@ -79,12 +85,13 @@ BAD = {
     "CTPIPE_PROMOTION_MIN_ROC_AUC": [("1.2", "is above 1"), ("good", "is not a number")],
     "CTPIPE_PROMOTION_MAX_BRIER": [("high", "is not a number")],
     "CTPIPE_PROMOTION_MARGIN": [("5%", "is not a number"), ("2", "is above 1")],
-    "CTPIPE_DRIFT_COLUMN_THRESHOLD": [("0", "is at or below 0")],
+    "CTPIPE_DRIFT_MIN_EFFECT": [("-0.1", "is below 0")],
+    "CTPIPE_DRIFT_FALSE_ALARM_RATE": [("0", "is at or below 0"), ("0.6", "is above 0.5")],
     "CTPIPE_DRIFT_FEATURE_SHARE": [("1.5", "is above 1"), ("0", "is at or below 0")],
-    "CTPIPE_DRIFT_PREDICTION_THRESHOLD": [("-0.1", "is at or below 0")],
     "CTPIPE_DRIFT_WINDOW_DAYS": [("0", "is below 1"), ("7.5", "is not a whole number")],
     "CTPIPE_DRIFT_COOLDOWN_DAYS": [("a week", "is not a whole number")],
     "CTPIPE_DRIFT_REFERENCE_ROWS": [("10", "is below 100")],
+    "CTPIPE_DRIFT_MIN_NEW_LABELS": [("-1", "is below 0"), ("many", "is not a whole number")],
 }
 CASES = [(name, value, problem) for name, cases in BAD.items() for value, problem in cases]
 
@@ -133,12 +140,13 @@ def test_the_documented_defaults_are_the_ones_in_force():
         "CTPIPE_PROMOTION_MIN_ROC_AUC": f"{settings.promotion.min_roc_auc:g}",
         "CTPIPE_PROMOTION_MAX_BRIER": f"{settings.promotion.max_brier:g}",
         "CTPIPE_PROMOTION_MARGIN": f"{settings.promotion.margin:g}",
-        "CTPIPE_DRIFT_COLUMN_THRESHOLD": f"{settings.drift.column_threshold:g}",
+        "CTPIPE_DRIFT_MIN_EFFECT": f"{settings.drift.min_effect:g}",
+        "CTPIPE_DRIFT_FALSE_ALARM_RATE": f"{settings.drift.false_alarm_rate:g}",
         "CTPIPE_DRIFT_FEATURE_SHARE": f"{settings.drift.feature_share:g}",
-        "CTPIPE_DRIFT_PREDICTION_THRESHOLD": f"{settings.drift.prediction_threshold:g}",
         "CTPIPE_DRIFT_WINDOW_DAYS": str(settings.drift.window_days),
         "CTPIPE_DRIFT_COOLDOWN_DAYS": str(settings.drift.cooldown_days),
         "CTPIPE_DRIFT_REFERENCE_ROWS": str(settings.drift.reference_rows),
+        "CTPIPE_DRIFT_MIN_NEW_LABELS": str(settings.drift.min_new_labels),
     }
     assert {name: VARIABLES[name].default for name in in_force} == in_force
 
@@ -177,6 +185,14 @@ def test_values_follow_the_environment(tmp_path):
     assert settings.mlflow_ui_url == "https://mlflow.example:443"  # the server's own UI, without the login
     assert settings.promotion.margin == -1 and settings.drift.cooldown_days == 0
     assert Settings({"CTPIPE_MAX_BAD_ROW_SHARE": "  "}).max_bad_row_share == 0.2  # blank means unset
+
+
+def test_a_dataset_is_found_by_its_import_path():
+    from ctpipe.datasets.lab_qc import LAB_QC
+
+    settings = Settings({"CTPIPE_DATASET": "ctpipe.datasets.lab_qc:LAB_QC"})
+    assert settings.dataset is LAB_QC
+    assert settings.resolved()["dataset_name"] == "ctpipe.datasets.lab_qc:LAB_QC"
 
 
 def test_a_bad_value_fails_only_what_reads_it():
