@@ -12,8 +12,9 @@ a same-distribution check passes ``1 - false_alarm_rate`` of the time -- never b
 
 The rows of a pipeline's window are not independent: every event of an entity on a day
 carries the same entity aggregates, and those barely move from one day to the next. The
-resampling therefore draws whole entities, then whole days of each drawn entity (an
-entity's day, all its rows, is the unit), never single rows.
+resampling therefore keeps each entity's share of the sample and draws within it: an
+entity's rows for the row-level columns, an entity's days (all its rows at once) for the
+aggregates, which in the later sample also move as such an aggregate moves over the lag.
 
 The decision: retrain when the share of drifted inputs reaches ``feature_share`` (and at
 least ``min_drifted_inputs`` of them) or the predictions drifted, unless a retrain was
@@ -292,10 +293,11 @@ def calibrate(
     the time, at the reference's and the current window's sizes and shapes, and at least ``min_effect``.
 
     Pairs of samples are drawn from the reference alone (the current window is only read for
-    its shape): each entity keeps its place, and its days are drawn with replacement. An
-    entity-level column (``windows``: an aggregate over that many days) also moves, in the
-    second sample of a pair, by a draw per entity of how such a value moves over the lag
-    between the two windows (``EntityLevel``). The prediction, if ``predict`` scores a
+    its shape): each entity keeps its place, and its rows are drawn with replacement within
+    it (``Draws``). An entity-level column (``windows``: an aggregate over that many days) is
+    drawn by the entity's days instead, and also moves, in the second sample of a pair, by a
+    draw per entity of how such a value moves over the lag between the two windows
+    (``EntityLevel``). The prediction, if ``predict`` scores a
     frame, follows those moves through the model's local slopes. ``seed`` makes a rerun
     decide the same.
     """

@@ -16,6 +16,7 @@ logging a model into the active run, and loading ``models:/`` URIs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ctpipe import artifacts
@@ -54,8 +55,6 @@ class Tracking:
 
     def training_set(self, run_id: str) -> TrainingSetSpec:
         """The training set a model was trained on, from its run's parameters."""
-        from datetime import datetime
-
         params = self.client.get_run(run_id).data.params
         return TrainingSetSpec(
             dataset=params["dataset"],

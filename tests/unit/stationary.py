@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -51,6 +52,7 @@ class Shift:
     kind: Literal["mean", "mix", "variance"]
 
 
+@cache
 def amount_sd(shape: Shape) -> float:
     """The standard deviation of ``amount`` over all entities, as drawn below (a large sample)."""
     rng = np.random.default_rng(0)
