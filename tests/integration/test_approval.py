@@ -77,7 +77,9 @@ def answer_when_asked(choice: str, answers: list, finished: threading.Event, mea
         time.sleep(1)
 
 
-def train_with_approval(dags, choice: str, meanwhile=None):
+def train_with_approval(dags, choice: str, days: int, meanwhile=None):
+    """One training run from the form, answered by a person. Each test trains on its own window
+    (``days``): a model of the champion's own data window is not registered, so never asks."""
     from ctpipe.registry import CHAMPION, alias_version
     from ctpipe.tracking import connect
 
@@ -90,7 +92,7 @@ def train_with_approval(dags, choice: str, meanwhile=None):
         with params_restored(dags["training"]):
             run = dags["training"].test(
                 logical_date=DAYS[-1].end,
-                run_conf={"approval_mode": "human", "days": 10, "holdout_days": 3, "max_iter": 50},
+                run_conf={"approval_mode": "human", "days": days, "holdout_days": 3, "max_iter": 50},
             )
     finally:
         finished.set()
@@ -103,7 +105,7 @@ def train_with_approval(dags, choice: str, meanwhile=None):
 
 
 def test_an_approved_challenger_becomes_champion(prepared):
-    status, states, champion, _ = train_with_approval(prepared, "Approve")
+    status, states, champion, _ = train_with_approval(prepared, "Approve", days=10)
     assert status == 200
     assert states["await_approval"] == "success" and states["promote_champion"] == "success"
     assert states["keep_champion"] == "skipped"
@@ -111,7 +113,7 @@ def test_an_approved_challenger_becomes_champion(prepared):
 
 
 def test_a_rejected_challenger_leaves_the_champion_alone(prepared):
-    status, states, champion, _ = train_with_approval(prepared, "Reject")
+    status, states, champion, _ = train_with_approval(prepared, "Reject", days=9)
     assert status == 200
     assert states["await_approval"] == "success" and states["promote_champion"] == "skipped"
     assert str(champion.version) == "1"  # the second version waits as challenger
@@ -124,7 +126,7 @@ def test_an_approval_given_after_the_champion_changed_is_refused_and_says_why(pr
 
     client = connect().client
     moved = lambda: set_champion(client, DATASET.model_name, "2", "another person", "version 2 after all")  # noqa: E731
-    status, states, champion, outcome = train_with_approval(prepared, "Approve", meanwhile=moved)
+    status, states, champion, outcome = train_with_approval(prepared, "Approve", days=8, meanwhile=moved)
     assert status == 200 and states["await_approval"] == "success" and states["promote_champion"] == "success"
     assert str(champion.version) == "2"
     assert outcome["promoted"] is False and outcome["version"] == "3"
