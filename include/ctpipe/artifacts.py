@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # -- in an MLflow run -----------------------------------------------------------------------------
 MODEL = "model"
-REFERENCE_SAMPLE = "reference/reference.parquet"  # the drift check's reference: the model's holdout rows
+REFERENCE_SAMPLE = "reference/reference.parquet"  # the drift check's reference: the holdout days' events
 LINEAGE_TRAINING_SET = "lineage/training_set.json"  # what rebuilds the training set
 LINEAGE_ENTITY_ROWS = "lineage/entity_rows.parquet"
 DRIFT_REPORT_DIR = "drift_report"  # in a monitoring run: the Evidently HTML report

@@ -506,7 +506,7 @@ def current_window(end: datetime, fitted_until: datetime, policy: DriftPolicy) -
     """The newest ``window_days`` before ``end``, never reaching into the data the champion was fitted on.
 
     Predictions on rows a model was fitted to are sharper than on new rows; comparing them
-    with the reference (the champion's holdout) would flag drift that is not there.
+    with the reference (the champion's holdout days) would flag drift that is not there.
     """
     start = max(end - timedelta(days=policy.window_days), fitted_until)
     return Interval(start, end) if end - start >= timedelta(days=1) else None

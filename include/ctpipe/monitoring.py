@@ -1,6 +1,6 @@
 """The drift check of one interval: read both samples, score them, compare, decide, record.
 
-Reference: a sample of the champion's holdout rows, logged with the model. Current: the
+Reference: a sample of the events of the champion's holdout days, logged with the model. Current: the
 latest validated window of events with their features as of each event, never reaching
 into the data the champion was fitted on. Both are scored by the champion, so the report
 covers every model input and the champion's predictions. Each column's threshold is

@@ -31,12 +31,13 @@ from typing import Any
 from ctpipe import artifacts
 from ctpipe.lake import Lake
 from ctpipe.models import FAMILIES, evaluate, model_requirements, parse_params, train_sklearn, train_torch
-from ctpipe.records import TrainingPlan, TrainingResult, TrainingSetSpec
+from ctpipe.records import Interval, TrainingPlan, TrainingResult, TrainingSetSpec
 from ctpipe.settings import Settings
 from ctpipe.training_set import (
     EVENT_TIMESTAMP,
     LABEL,
     build_training_set,
+    events_with_features,
     model_columns,
     reference_sample,
     split_holdout,
@@ -72,7 +73,8 @@ def train(plan: TrainingPlan, settings: Settings | None = None) -> TrainingResul
     spec = plan.training_set(dataset.name, dataset.feature_service)
     day = f"{spec.cutoff:%Y-%m-%d}"
     lake = Lake(settings.lake_dir)
-    frame = build_training_set(dataset, lake, load_store(settings), spec)
+    store = load_store(settings)
+    frame = build_training_set(dataset, lake, store, spec)
     train_rows, holdout = split_holdout(frame, spec)
     numeric, categorical = model_columns(dataset)
     columns = numeric + categorical
@@ -94,14 +96,17 @@ def train(plan: TrainingPlan, settings: Settings | None = None) -> TrainingResul
             )
             rows = frame[[dataset.events.key, dataset.entity, EVENT_TIMESTAMP, LABEL]]
             _log_file(tmp, artifacts.LINEAGE_ENTITY_ROWS, rows)
-            # The drift check's reference: the training set's holdout days, the newest data the model was
-            # judged on. Its predictions on rows it was fitted to would be overconfident, a false alarm.
+            # The drift check's reference: every validated event of the holdout days, the newest data the
+            # model was judged on (on rows it was fitted to, its predictions would be overconfident: a false
+            # alarm). Labelled or not, as the checked window is: the events whose outcomes are known by the
+            # cutoff are skewed towards those whose outcomes come fast (quick deliveries, say).
             # With each row's entity and time: the check resamples it entity by entity, day by day.
+            reference = events_with_features(dataset, lake, store, Interval(spec.holdout_start, spec.cutoff))
             _log_file(
                 tmp,
                 artifacts.REFERENCE_SAMPLE,
                 reference_sample(
-                    holdout[list(dict.fromkeys([dataset.entity, EVENT_TIMESTAMP, *columns]))],
+                    reference[list(dict.fromkeys([dataset.entity, EVENT_TIMESTAMP, *columns]))],
                     settings.drift.reference_rows,
                     plan.seed,
                 ),

@@ -100,5 +100,5 @@ def model_columns(dataset: DatasetSpec) -> tuple[list[str], list[str]]:
 
 
 def reference_sample(frame: pd.DataFrame, rows: int, seed: int = 0) -> pd.DataFrame:
-    """Up to ``rows`` rows of a model's holdout set: the drift check's reference, logged with the model."""
+    """Up to ``rows`` rows of a model's holdout days' events: the drift check's reference, logged with the model."""
     return frame.sample(n=min(rows, len(frame)), random_state=seed).reset_index(drop=True)
