@@ -24,7 +24,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from ctpipe.datasets import get_dataset
-from ctpipe.datasets.lab_qc_generator import GeneratorConfig
+from ctpipe.datasets.synthetic import GeneratorConfig
 from ctpipe.ingest import extract_interval
 from ctpipe.key_index import KeyIndex
 from ctpipe.lake import Lake

@@ -2,6 +2,8 @@
 
     python -m ctpipe.local_run [--days 60] [--rows-per-day 400] [--drift-start 2026-02-15] [--drift-kind both]
 
+It runs the deployment's dataset (``CTPIPE_DATASET``), seeded by the generator its spec names.
+
 Every DAG runs through Airflow's ``dag.test()`` against the SQLite metadata
 database in ``state/``, one data interval after the other, in the order the
 scheduler would run them: ``ingest`` for the day, then ``features`` for the
@@ -23,10 +25,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from ctpipe import artifacts
-from ctpipe.datasets.lab_qc_generator import DriftKind, GeneratorConfig
+from ctpipe.datasets import get_generator
+from ctpipe.datasets.synthetic import DRIFT_KINDS, GeneratorConfig
 from ctpipe.records import Interval, RetrainRequest, TrainingPlan
 from ctpipe.settings import PROJECT_ROOT, Settings
 
@@ -269,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows-per-day", type=int, default=GeneratorConfig.rows_per_day)
     parser.add_argument("--drift-start", type=date.fromisoformat, default=None, help="default: 3/4 into the range")
     parser.add_argument(
-        "--drift-kind", choices=get_args(DriftKind), default="both", help="what drifts; none for a stationary source"
+        "--drift-kind", choices=DRIFT_KINDS, default="both", help="what drifts; none for a stationary source"
     )
     parser.add_argument(
         "--no-seed", action="store_true", help="run over the source as it is (AIRFLOW_CONN_CTPIPE_SOURCE), do not seed"
@@ -301,12 +304,16 @@ def main(argv: list[str] | None = None) -> None:
     seeded_drift = None if args.no_seed or args.drift_kind == "none" else drift_start
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     if not args.no_seed:
+        try:
+            get_generator(settings.dataset)  # before anything is cleared
+        except (ValueError, ImportError, AttributeError, TypeError) as error:
+            sys.exit(f"Cannot seed: {error}")
         # A new source invalidates everything derived from the old one.
         for derived in ("lake", "feast", "gx", "mlflow", "reports"):
             shutil.rmtree(settings.state_dir / derived, ignore_errors=True)
-        counts = seed(f"sqlite:///{settings.state_dir / 'source.db'}", config)
+        counts = seed(f"sqlite:///{settings.state_dir / 'source.db'}", config, settings.dataset)
         drift = f"{args.drift_kind} drift from {drift_start}" if seeded_drift else "no drift"
-        print(f"Seeded {counts} for {config.start} .. {config.end} ({drift}).", flush=True)
+        print(f"Seeded {settings.dataset.name}: {counts} for {config.start} .. {config.end} ({drift}).", flush=True)
     logs = settings.state_dir / "logs" / "local_run"
 
     def quiet(name: str):

@@ -6,7 +6,7 @@
   feed-forward network trained with binary cross-entropy. It runs on a GPU
   when one is present and on the CPU otherwise.
 
-Both predict the probability of the positive label (a failed QC).
+Both predict the probability of the dataset's positive label (a failed QC in the example).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
-"""Seed the source database with the synthetic dataset.
+"""Seed the source database with the dataset's synthetic data.
 
     python -m ctpipe.seed --start 2026-01-01 --days 60 --rows-per-day 400 \\
         --drift-start 2026-02-15 --url sqlite:///state/source.db
 
-Replaces the dataset's tables, so seeding twice with the same arguments gives
-the same database. ``--url`` is any SQLAlchemy URL (SQLite or PostgreSQL).
+The dataset is the deployment's (``CTPIPE_DATASET``), its data drawn by the generator
+its spec names. Replaces the dataset's tables, so seeding twice with the same
+arguments gives the same database. ``--url`` is any SQLAlchemy URL (SQLite or PostgreSQL).
 """
 
 from __future__ import annotations
@@ -15,21 +16,22 @@ from datetime import date
 
 import sqlalchemy as sa
 
-from ctpipe.datasets import get_dataset
-from ctpipe.datasets.lab_qc_generator import GeneratorConfig, generate
+from ctpipe.datasets import DatasetSpec, get_generator
+from ctpipe.datasets.synthetic import DRIFT_KINDS, GeneratorConfig
 from ctpipe.settings import Settings
 from ctpipe.source import write_source
 
 
-def seed(url: str, config: GeneratorConfig) -> dict[str, int]:
-    dataset = get_dataset("lab_qc")
-    samples, results = generate(config)
+def seed(url: str, config: GeneratorConfig, dataset: DatasetSpec | None = None) -> dict[str, int]:
+    """Draw ``dataset``'s data (default: the deployment's) and write it as the source at ``url``."""
+    dataset = dataset or Settings.from_env().dataset
+    events, labels = get_generator(dataset)(config)
     engine = sa.create_engine(url)
     try:
-        write_source(engine, dataset, {dataset.events.name: samples, dataset.labels.name: results})
+        write_source(engine, dataset, {dataset.events.name: events, dataset.labels.name: labels})
     finally:
         engine.dispose()
-    return {dataset.events.name: len(samples), dataset.labels.name: len(results)}
+    return {dataset.events.name: len(events), dataset.labels.name: len(labels)}
 
 
 def default_url() -> str:
@@ -44,17 +46,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--start", type=date.fromisoformat, required=True, help="first day, YYYY-MM-DD")
     parser.add_argument("--days", type=int, required=True)
     parser.add_argument("--rows-per-day", type=int, default=GeneratorConfig.rows_per_day)
-    parser.add_argument("--labs", type=int, default=GeneratorConfig.labs)
+    parser.add_argument(
+        "--entities", type=int, default=GeneratorConfig.entities, help="how many of the entity (labs, sellers)"
+    )
     parser.add_argument("--seed", type=int, default=GeneratorConfig.seed)
     parser.add_argument("--bad-row-share", type=float, default=GeneratorConfig.bad_row_share)
     parser.add_argument("--drift-start", type=date.fromisoformat, default=None, help="first drifting day, YYYY-MM-DD")
-    parser.add_argument("--drift-kind", choices=("none", "covariate", "concept", "both"), default="both")
+    parser.add_argument("--drift-kind", choices=DRIFT_KINDS, default="both")
     args = parser.parse_args(argv)
     config = GeneratorConfig(
         start=args.start,
         days=args.days,
         rows_per_day=args.rows_per_day,
-        labs=args.labs,
+        entities=args.entities,
         seed=args.seed,
         bad_row_share=args.bad_row_share,
         drift_start=args.drift_start,

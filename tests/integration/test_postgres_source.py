@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from ctpipe.datasets import get_dataset
-from ctpipe.datasets.lab_qc_generator import GeneratorConfig
+from ctpipe.datasets.synthetic import GeneratorConfig
 from ctpipe.ingest import extract_interval, extract_table
 from ctpipe.lake import Lake
 from ctpipe.records import Interval

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from ctpipe import artifacts
 from ctpipe.datasets import get_dataset
-from ctpipe.datasets.lab_qc_generator import GeneratorConfig
+from ctpipe.datasets.synthetic import GeneratorConfig
 from ctpipe.lake import Lake
 from ctpipe.records import Interval
 

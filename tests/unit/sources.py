@@ -11,7 +11,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ctpipe.datasets import get_dataset
-from ctpipe.datasets.lab_qc_generator import GeneratorConfig, generate
+from ctpipe.datasets.lab_qc_generator import generate
+from ctpipe.datasets.synthetic import GeneratorConfig
 from ctpipe.source import write_source
 
 DATASET = get_dataset("lab_qc")
@@ -100,15 +101,15 @@ def ingest_days(days, settings=None) -> dict[str, list]:
     return outcomes
 
 
-def where_every_row_is(lake, table: str) -> Counter:
-    """How many times each key is found in the validated, quarantine, held and unplaceable parts of the lake."""
+def where_every_row_is(lake, table: str, key: str = DATASET.events.key) -> Counter:
+    """How many times each ``key`` is found in the validated, quarantine, held and unplaceable parts of the lake."""
     import pyarrow.parquet as pq
 
     keys: Counter = Counter()
     for zone in ("validated", "quarantine", "held"):
         for _, path in lake.partitions(zone, table):
-            keys.update(pq.read_table(path, columns=["sample_id"]).column("sample_id").to_pylist())
+            keys.update(pq.read_table(path, columns=[key]).column(key).to_pylist())
     unplaceable = lake.unplaceable(table)
     if unplaceable.exists():
-        keys.update(pq.read_table(unplaceable, columns=["sample_id"]).column("sample_id").to_pylist())
+        keys.update(pq.read_table(unplaceable, columns=[key]).column(key).to_pylist())
     return keys

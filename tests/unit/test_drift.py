@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctpipe.datasets.lab_qc_generator import GeneratorConfig, failure_logit, generate, make_labs
+from ctpipe.datasets.lab_qc_generator import failure_logit, generate, make_labs
+from ctpipe.datasets.synthetic import GeneratorConfig
 from ctpipe.drift import (
     PREDICTION,
     RETRAIN,
@@ -32,7 +33,7 @@ def window(seed: int, start: date, days: int, drift_start: date | None = None) -
         start=start, days=days, rows_per_day=400, seed=seed, bad_row_share=0, drift_start=drift_start
     )
     samples, _ = generate(config)
-    labs = make_labs(config.labs, seed)
+    labs = make_labs(config.entities, seed)
     skill = pd.Series(labs.skill, index=labs.ids)[samples["lab_id"]].to_numpy()
     # A fixed scorer stands in for the champion: the pre-drift risk function.
     samples[PREDICTION] = 1 / (1 + np.exp(-failure_logit(samples, skill, concept_shift=False)))

@@ -1,8 +1,10 @@
-"""The main job's summary of its drift checks: a drift start is stated only when the job seeded one."""
+"""The main job: how it tells the drift checks (a drift start only when it seeded one), and what it refuses."""
 
 from datetime import date
 
-from ctpipe.local_run import drift_story
+import pytest
+
+from ctpipe.local_run import drift_story, main
 
 CHECKED = [
     ("2026-02-12", {"reason": "no drift: 0 drifted inputs", "decision": "skip"}),
@@ -23,3 +25,22 @@ def test_without_a_seeded_drift_no_drift_start_is_claimed():
     told = drift_story(CHECKED, None)
     assert "drift starts" not in told
     assert told == "Drift checks: 3, drift flagged on 2 days, first on 2026-02-13; retrains requested: 1"
+
+
+def test_a_dataset_without_a_generator_is_refused_before_the_state_is_cleared(tmp_path, monkeypatch):
+
+    package = tmp_path / "their_package"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "real_data.py").write_text(
+        "import dataclasses\nfrom ctpipe.datasets.shop_returns import SHOP_RETURNS\n"
+        "SPEC = dataclasses.replace(SHOP_RETURNS, name='real_data', generator=None)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("CTPIPE_DATASET", "their_package.real_data:SPEC")
+    state = tmp_path / "state"
+    monkeypatch.setenv("CTPIPE_STATE_DIR", str(state))
+    (state / "lake").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="Cannot seed: dataset 'real_data' ships no synthetic generator"):
+        main(["--days", "1"])
+    assert (state / "lake").is_dir()

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from ctpipe.datasets import get_dataset
-from ctpipe.datasets.lab_qc_generator import GeneratorConfig, generate
+from ctpipe.datasets.lab_qc_generator import generate
+from ctpipe.datasets.synthetic import GeneratorConfig
 from ctpipe.models import (
     SklearnParams,
     TorchParams,

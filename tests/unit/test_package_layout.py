@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+from ctpipe.datasets import DATASETS
+
 from ..conftest import ROOT
 
 PACKAGE = ROOT / "include" / "ctpipe"
@@ -89,6 +91,15 @@ def test_the_leaf_modules_stay_leaves():
     assert graph["ctpipe.promotion"] == set()
     assert graph["ctpipe.drift"] == {"ctpipe.records"}
     assert graph["ctpipe.settings"] <= {"ctpipe.datasets", "ctpipe.drift", "ctpipe.promotion"}
+
+
+def test_the_second_example_dataset_is_reached_by_its_import_path_alone():
+    """Like a team's own dataset: no module of the package but its own generator imports it."""
+    graph = import_graph()
+    importers = sorted(m for m, targets in graph.items() if targets & {"ctpipe.datasets.shop_returns"})
+    assert importers == ["ctpipe.datasets.shop_returns_generator"]
+    assert not [m for m, targets in graph.items() if "ctpipe.datasets.shop_returns_generator" in targets]
+    assert not [name for name, path in DATASETS.items() if "shop_returns" in path]
 
 
 def environment_reads(path: Path) -> list[int]:

@@ -7,7 +7,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from ctpipe.datasets.lab_qc_generator import GeneratorConfig, generate
+from ctpipe.datasets.lab_qc_generator import generate
+from ctpipe.datasets.synthetic import GeneratorConfig
 from ctpipe.key_index import KeyIndex
 from ctpipe.lake import Lake
 from ctpipe.records import Interval

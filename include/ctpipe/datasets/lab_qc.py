@@ -123,4 +123,5 @@ LAB_QC = DatasetSpec(
     feature_view="lab_features",
     feature_service="lab_quality_v1",
     model_name="lab_qc_failure",
+    generator="ctpipe.datasets.lab_qc_generator:generate",
 )

@@ -14,45 +14,19 @@ storage), ``concept`` (transit and storage matter more for the outcome), or
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
 
 from ctpipe.datasets.lab_qc import COURIERS, SAMPLE_TYPES
-
-DriftKind = Literal["none", "covariate", "concept", "both"]
+from ctpipe.datasets.synthetic import GeneratorConfig, day_by_day, redelivered, spoil_labels
 
 SAMPLE_TYPE_SHARES = (0.40, 0.30, 0.15, 0.15)
 # Volume of a weekday relative to a weekend day; the week averages to 1.
 WEEKDAY_FACTOR = (1.15, 1.15, 1.15, 1.15, 1.15, 0.625, 0.625)
 COURIER_TRANSIT_FACTOR = np.array([0.8, 1.0, 2.0, 0.15])
 BAD_ROW_KINDS = ("null", "out_of_range", "unknown_category", "duplicate")
-
-
-@dataclass(frozen=True)
-class GeneratorConfig:
-    start: date
-    days: int
-    rows_per_day: int = 400
-    labs: int = 30
-    seed: int = 42
-    bad_row_share: float = 0.03
-    drift_start: date | None = None
-    drift_kind: DriftKind = "both"
-
-    def __post_init__(self) -> None:
-        if self.days < 1 or self.rows_per_day < 0 or self.labs < 1:
-            raise ValueError("days and labs must be positive, rows_per_day not negative")
-        if not 0.0 <= self.bad_row_share < 1.0:
-            raise ValueError(f"bad_row_share must be in [0, 1), got {self.bad_row_share}")
-        if self.drift_kind not in ("none", "covariate", "concept", "both"):
-            raise ValueError(f"unknown drift_kind {self.drift_kind!r}")
-
-    @property
-    def end(self) -> date:
-        return self.start + timedelta(days=self.days)
 
 
 @dataclass(frozen=True)
@@ -73,10 +47,6 @@ def make_labs(n: int, seed: int) -> Labs:
         skill=rng.normal(0.0, 0.6, size=n),
         courier_probs=courier_probs,
     )
-
-
-def _drifting(config: GeneratorConfig, day: date, kind: str) -> bool:
-    return config.drift_start is not None and day >= config.drift_start and config.drift_kind in (kind, "both")
 
 
 def failure_logit(frame: pd.DataFrame, skill: np.ndarray, concept_shift: bool) -> np.ndarray:
@@ -100,8 +70,8 @@ def generate_day(config: GeneratorConfig, day: date, labs: Labs) -> tuple[pd.Dat
     rng = np.random.default_rng([config.seed, day.toordinal()])
     n = int(rng.poisson(config.rows_per_day * WEEKDAY_FACTOR[day.weekday()]))
     midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    covariate_shift = _drifting(config, day, "covariate")
-    concept_shift = _drifting(config, day, "concept")
+    covariate_shift = config.drifting(day, "covariate")
+    concept_shift = config.drifting(day, "concept")
 
     lab_index = rng.choice(len(labs.ids), size=n, p=labs.weights)
     kind = rng.choice(SAMPLE_TYPES, size=n, p=SAMPLE_TYPE_SHARES)
@@ -187,7 +157,9 @@ def generate_day(config: GeneratorConfig, day: date, labs: Labs) -> tuple[pd.Dat
             "qc_outcome": np.where(failed, "failed", "passed"),
         }
     )
-    return _break_samples(samples, rng, config.bad_row_share), _break_results(results, rng, config.bad_row_share / 3)
+    return _break_samples(samples, rng, config.bad_row_share), spoil_labels(
+        results, rng, config.bad_row_share / 3, "qc_outcome", ("pending",)
+    )
 
 
 def _break_samples(samples: pd.DataFrame, rng: np.random.Generator, share: float) -> pd.DataFrame:
@@ -216,27 +188,10 @@ def _break_samples(samples: pd.DataFrame, rng: np.random.Generator, share: float
             samples.loc[row, column] = value
         else:
             duplicates.append(row)
-    if duplicates:  # the same record delivered twice
-        samples = pd.concat([samples, samples.iloc[duplicates]]).sort_values("submitted_at", kind="stable")
-    return samples.reset_index(drop=True)
-
-
-def _break_results(results: pd.DataFrame, rng: np.random.Generator, share: float) -> pd.DataFrame:
-    n_bad = int(rng.binomial(len(results), share)) if len(results) else 0
-    if not n_bad:
-        return results
-    results = results.astype({"qc_outcome": object})
-    rows = rng.choice(len(results), size=n_bad, replace=False)
-    results.loc[rows, "qc_outcome"] = rng.choice(["pending", None], size=n_bad)
-    return results
+    return redelivered(samples, duplicates, "submitted_at")  # the same records delivered twice
 
 
 def generate(config: GeneratorConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Samples submitted in ``[start, end)`` and the outcomes known by ``end``."""
-    labs = make_labs(config.labs, config.seed)
-    days = [generate_day(config, config.start + timedelta(days=i), labs) for i in range(config.days)]
-    samples = pd.concat([d[0] for d in days], ignore_index=True)
-    results = pd.concat([d[1] for d in days], ignore_index=True)
-    known_by = pd.Timestamp(datetime.combine(config.end, datetime.min.time(), UTC))
-    results = results[results["reported_at"] < known_by].sort_values("reported_at", kind="stable")
-    return samples, results.reset_index(drop=True)
+    labs = make_labs(config.entities, config.seed)
+    return day_by_day(config, lambda day: generate_day(config, day, labs), "reported_at")

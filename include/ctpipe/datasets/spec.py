@@ -126,6 +126,9 @@ class DatasetSpec:
     model_name: str  # the MLflow registered model
     description: str = ""
     feature_ttl: timedelta = field(default=timedelta(days=2))
+    # "module:function", a ``ctpipe.datasets.synthetic.Generator`` of demo data: what ``python -m
+    # ctpipe.seed`` and the main job seed the source with. None for a dataset that only has real data.
+    generator: str | None = None
 
     def __post_init__(self) -> None:
         for table in self.tables:
