@@ -8,11 +8,12 @@ from typing import TYPE_CHECKING
 
 from ctpipe.lake import Lake
 from ctpipe.records import TrainingSetSpec
-from ctpipe.training_set import LABEL, build_training_set, model_columns
+from ctpipe.training_set import LABEL, build_training_set, model_input
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ctpipe.datasets.spec import DatasetSpec
     from ctpipe.settings import Settings
     from ctpipe.tracking import Tracking
 
@@ -33,14 +34,12 @@ def recent_holdout(settings: Settings, cutoff: datetime, days: int) -> pd.DataFr
     return build_training_set(dataset, Lake(settings.lake_dir), load_store(settings), spec)
 
 
-def score(
-    tracking: Tracking, model_uri: str, holdout: pd.DataFrame, numeric: list[str], categorical: list[str]
-) -> dict[str, float]:
+def score(tracking: Tracking, model_uri: str, holdout: pd.DataFrame, dataset: DatasetSpec) -> dict[str, float]:
     from ctpipe.models import evaluate, failure_probability
     from ctpipe.tracking import load_model
 
     model = load_model(tracking, model_uri)
-    return evaluate(holdout[LABEL].to_numpy(), failure_probability(model, holdout[numeric + categorical]))
+    return evaluate(holdout[LABEL].to_numpy(), failure_probability(model, model_input(dataset, holdout)))
 
 
 def compare(
@@ -48,9 +47,8 @@ def compare(
 ) -> Comparison:
     """Both models' holdout metrics on identical rows."""
     holdout = recent_holdout(settings, cutoff, days)
-    numeric, categorical = model_columns(settings.dataset)
     return Comparison(
         holdout_rows=len(holdout),
-        challenger=score(tracking, challenger_uri, holdout, numeric, categorical),
-        champion=score(tracking, champion_uri, holdout, numeric, categorical) if champion_uri else None,
+        challenger=score(tracking, challenger_uri, holdout, settings.dataset),
+        champion=score(tracking, champion_uri, holdout, settings.dataset) if champion_uri else None,
     )

@@ -35,7 +35,7 @@ from ctpipe.records import DriftCheck, Interval, Publication, RetrainRequest
 from ctpipe.registry import CHAMPION, alias_version
 from ctpipe.settings import ConfigurationError, Settings
 from ctpipe.tracking import Tracking, connect, load_model
-from ctpipe.training_set import EVENT_TIMESTAMP, events_with_features, labelled_events, model_columns
+from ctpipe.training_set import EVENT_TIMESTAMP, events_with_features, labelled_events, model_columns, model_input
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,7 +58,6 @@ def check(interval: Interval, settings: Settings | None = None) -> DriftCheck:
         return DriftCheck(interval=interval, retrain=False, reason="no champion to monitor yet")
 
     numeric, categorical = model_columns(dataset)
-    columns = numeric + categorical
     fitted = tracking.training_set(champion.run_id)
     window = current_window(interval.end, fitted.fitted_until, policy)
     if window is None:
@@ -72,8 +71,8 @@ def check(interval: Interval, settings: Settings | None = None) -> DriftCheck:
     lake = Lake(settings.lake_dir)
     current = events_with_features(dataset, lake, load_store(settings), window)
     model = load_model(tracking, f"models:/{dataset.model_name}/{champion.version}")
-    reference[PREDICTION] = failure_probability(model, reference[columns])
-    current[PREDICTION] = failure_probability(model, current[columns])
+    reference[PREDICTION] = failure_probability(model, model_input(dataset, reference))
+    current[PREDICTION] = failure_probability(model, model_input(dataset, current))
     thresholds = calibrate(
         reference,
         current,
@@ -83,9 +82,10 @@ def check(interval: Interval, settings: Settings | None = None) -> DriftCheck:
         entity=dataset.entity,
         timestamp=EVENT_TIMESTAMP,
         windows={a.name: a.window / timedelta(days=1) for a in dataset.aggregates},
-        predict=lambda frame: failure_probability(model, frame[columns]),
-        # The same champion and window draw the same resamples: a rerun decides the same.
-        seed=zlib.crc32(f"{champion.run_id} {window}".encode()),
+        predict=lambda frame: failure_probability(model, model_input(dataset, frame)),
+        # The same champion (by what it was trained on) and window draw the same resamples: a rerun, or
+        # the same data on another machine, decides the same.
+        seed=zlib.crc32(f"{dataset.model_name} {champion.version} {fitted.window} {window}".encode()),
     )
     snapshot, summary = run_report(reference, current, numeric, categorical, thresholds, policy)
 

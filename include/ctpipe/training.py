@@ -39,6 +39,7 @@ from ctpipe.training_set import (
     build_training_set,
     events_with_features,
     model_columns,
+    model_input,
     reference_sample,
     split_holdout,
 )
@@ -112,17 +113,16 @@ def train(plan: TrainingPlan, settings: Settings | None = None) -> TrainingResul
                 ),
             )
 
+        fit = train_sklearn if family == "sklearn" else train_torch
         started = time.perf_counter()
-        if family == "sklearn":
-            model = train_sklearn(train_rows, train_rows[LABEL], numeric, categorical, params, plan.seed)
-        else:
-            model = train_torch(train_rows, train_rows[LABEL], numeric, categorical, params, plan.seed)
+        model = fit(model_input(dataset, train_rows), train_rows[LABEL], numeric, categorical, params, plan.seed)
         train_seconds = time.perf_counter() - started
-        probability = model.predict_proba(holdout[columns])[:, 1]
+        inputs = model_input(dataset, holdout)
+        probability = model.predict_proba(inputs)[:, 1]
         metrics = evaluate(holdout[LABEL].to_numpy(), probability)
         mlflow.log_metrics({**metrics, "train_seconds": train_seconds, "train_rows": float(len(train_rows))})
 
-        example = holdout[columns].head(5)
+        example = inputs.head(5)
         # The sklearn flavour predicts both class probabilities, the torch pyfunc P(positive) alone.
         output = model.predict_proba(example)
         signature = infer_signature(example, output if family == "sklearn" else output[:, 1])

@@ -99,6 +99,25 @@ def model_columns(dataset: DatasetSpec) -> tuple[list[str], list[str]]:
     return numeric, categorical
 
 
+def model_input(dataset: DatasetSpec, frame: pd.DataFrame) -> pd.DataFrame:
+    """What a model is given for rows of events with their features, in the model's column order.
+
+    The one assembly of a model's input: training, evaluation, the drift check and the
+    prediction service all call it, so a model never sees at serving time what it was not
+    trained on. Numeric inputs are float64 (missing: NaN, which the model imputes),
+    categorical ones objects (missing: None), whatever types the rows came in with.
+    """
+    import pandas as pd
+
+    numeric, categorical = model_columns(dataset)
+    absent = [c for c in (*numeric, *categorical) if c not in frame.columns]
+    if absent:
+        raise ValueError(f"rows lack the model inputs {absent} of dataset {dataset.name}")
+    inputs = {c: pd.to_numeric(frame[c]).astype("float64") for c in numeric}
+    inputs |= {c: frame[c].astype(object).where(frame[c].notna(), None) for c in categorical}
+    return pd.DataFrame(inputs, index=frame.index)
+
+
 def reference_sample(frame: pd.DataFrame, rows: int, seed: int = 0) -> pd.DataFrame:
     """Up to ``rows`` rows of a model's holdout days' events: the drift check's reference, logged with the model."""
     return frame.sample(n=min(rows, len(frame)), random_state=seed).reset_index(drop=True)
