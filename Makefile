@@ -10,7 +10,7 @@ export AIRFLOW_HOME := $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export AIRFLOW_CONN_CTPIPE_SOURCE ?= {"conn_type": "sqlite", "host": "$(CURDIR)/state/source.db"}
 
-.PHONY: run test lint lock airflow mlflow serve-features clean bench bench-gate bench-drift
+.PHONY: run test lint lock airflow mlflow serve serve-features clean bench bench-gate bench-drift
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (set PYTHON=...)"; exit 1; }
@@ -52,6 +52,11 @@ airflow: $(BIN)/.installed
 ## The MLflow UI on the embedded default's tracking store: http://localhost:5000
 mlflow: $(BIN)/.installed
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/state/mlflow/mlflow.db --port 5000
+
+## The prediction service on the configured stores and registry: http://localhost:$(PORT)/docs
+PORT ?= 8000
+serve: $(BIN)/.installed
+	$(BIN)/python -m ctpipe.serving --port $(PORT) $(ARGS)
 
 ## Feast's HTTP feature server on the configured stores: http://localhost:6566
 serve-features: $(BIN)/.installed

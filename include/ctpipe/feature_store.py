@@ -24,7 +24,7 @@ import os
 import re
 import sys
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -197,6 +197,61 @@ def materialize(store: FeatureStore, interval: Interval) -> None:
 STALE = "stale_features"
 
 
+class OnlineReader:
+    """Reads one feature service's online values, resolved once: for a process that reads on every request.
+
+    The feature service, its views' TTLs and the feature references are looked up when the
+    reader is made, and a Redis online store is pinged then, once; each ``read`` is then one
+    online-store read for the whole batch of entities, over the store's own connection (Feast
+    keeps it), with a connection lost during it turned into ``ServiceUnavailableError``.
+    """
+
+    def __init__(self, store: FeatureStore, service: str, entity: str):
+        self.store = store
+        self.entity = entity
+        self.service = store.get_feature_service(service)
+        self.ttls: dict[str, Any] = {}  # feature name -> its view's TTL (a timedelta, or None: never stale)
+        for projection in self.service.feature_view_projections:
+            ttl = store.get_feature_view(projection.name).ttl
+            for feature in projection.features:
+                self.ttls[feature.name] = ttl or None
+        self.features = list(self.ttls)
+        config = store.config.online_store
+        self._errors: tuple[type[BaseException], ...] = ()
+        self._service: Service | None = None
+        if getattr(config, "type", None) == "redis":
+            import redis
+
+            check_online_store(config)
+            self._service = online_store_service(config.model_dump())
+            self._errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+    def read(self, values: list[str], as_of: datetime | list[datetime] | None = None) -> dict[str, list[Any]]:
+        """The values for each entity as they stand at ``as_of`` (default: now; or one time per entity).
+
+        A value stamped before ``as_of - ttl`` is None and its entity marked in ``stale_features``;
+        an entity the store never held is None throughout, and not stale.
+        """
+        now = datetime.now(UTC)
+        times = as_of if isinstance(as_of, list) else [as_of or now] * len(values)
+        rows = [{self.entity: v} for v in values]
+        with self._service.reaching(self._errors) if self._service else nullcontext():
+            read = self.store.get_online_features(features=self.service, entity_rows=rows)
+        read = read.to_dict(include_event_timestamps=True)
+        served: dict[str, list[Any]] = {self.entity: read[self.entity]}
+        stale = [False] * len(values)
+        for feature, ttl in self.ttls.items():
+            column, stamps = read[feature], read[f"{feature}__ts"]
+            if ttl is not None:
+                for row, seconds in enumerate(stamps):
+                    if seconds and datetime.fromtimestamp(seconds, UTC) < times[row] - ttl:
+                        column[row] = None
+                        stale[row] = True
+            served[feature] = column
+        served[STALE] = stale
+        return served
+
+
 def online_features(
     store: FeatureStore, service: str, entity: str, values: list[str], as_of: datetime | None = None
 ) -> dict[str, list[Any]]:
@@ -208,27 +263,10 @@ def online_features(
     is marked in ``stale_features``. The offline read drops such an entity's rows from
     training sets, so a model is never served, for a lab that went quiet, numbers it was
     never trained on; callers see that the values were stale and decide what to answer.
-    An entity the store never held is None throughout, and not stale.
+    An entity the store never held is None throughout, and not stale. One read; a process
+    that reads again and again keeps an ``OnlineReader``.
     """
-    as_of = as_of or datetime.now(UTC)
-    feature_service = store.get_feature_service(service)
-    with reaching_online_store(store):
-        read = store.get_online_features(features=feature_service, entity_rows=[{entity: v} for v in values]).to_dict(
-            include_event_timestamps=True
-        )
-    served: dict[str, list[Any]] = {entity: read[entity]}
-    stale = [False] * len(values)
-    for projection in feature_service.feature_view_projections:
-        ttl = store.get_feature_view(projection.name).ttl
-        for feature in projection.features:
-            column, stamps = read[feature.name], read[f"{feature.name}__ts"]
-            for row, seconds in enumerate(stamps):
-                if ttl and seconds and datetime.fromtimestamp(seconds, UTC) < as_of - ttl:
-                    column[row] = None
-                    stale[row] = True
-            served[feature.name] = column
-    served[STALE] = stale
-    return served
+    return OnlineReader(store, service, entity).read(values, as_of)
 
 
 def historical_features(store: FeatureStore, service: str, entity_rows: pd.DataFrame) -> pd.DataFrame:

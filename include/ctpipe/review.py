@@ -3,7 +3,8 @@
 The training DAG's steps after training, each a function here:
 
 1. ``register_challenger``: a new registry version, aliased ``challenger``, tagged with its
-   data interval, metrics and validation status.
+   data interval, metrics and validation status; the prediction services' traffic policy
+   for it (``ctpipe.serving.traffic``) is the deployment's default unless a person set one.
 2. ``review_challenger``: score it and the champion of the moment on the same holdout
    (``ctpipe.evaluation``), decide by the policy (``ctpipe.promotion``), and record the
    decision, its reasons and its evidence where MLflow's model review shows them. The
@@ -26,6 +27,7 @@ from ctpipe import artifacts, registry
 from ctpipe.evaluation import compare
 from ctpipe.promotion import decide, decision_markdown
 from ctpipe.records import Interval, Promotion, RegisteredVersion, Review, TrainingPlan, TrainingResult
+from ctpipe.serving.traffic import policy_for_new_challenger
 from ctpipe.settings import Settings
 from ctpipe.tracking import Tracking, connect
 
@@ -82,6 +84,10 @@ def register_challenger(
         run_link=tracking.artifact_link(result.run_id),
     )
     registry.mark_challenger(tracking.client, registered.name, registered.version, by, f"trained ({plan.trigger})")
+    # The services follow the policy: the deployment's default for a new challenger, unless a person chose one.
+    policy_for_new_challenger(
+        tracking.client, registered.name, settings.serving.challenger_policy, by, registered.version
+    )
     return registered
 
 

@@ -131,7 +131,17 @@ VARIABLES = _variables(
     Variable("CTPIPE_DRIFT_COOLDOWN_DAYS", "7", "a whole number of days, 0 or more"),
     Variable("CTPIPE_DRIFT_REFERENCE_ROWS", "5000", "a whole number of rows, at least 100"),
     Variable("CTPIPE_DRIFT_MIN_NEW_LABELS", "200", "a whole number of labelled events, 0 or more"),
+    Variable("CTPIPE_SERVING_TOKEN", "none: no login", "a bearer token of at least 16 characters, without spaces"),
+    Variable("CTPIPE_SERVING_METRICS_TOKEN", "`CTPIPE_SERVING_TOKEN`", "a bearer token of at least 16 characters"),
+    Variable("CTPIPE_SERVING_MAX_EVENTS", "1000", "a whole number of events per request, at least 1"),
+    Variable("CTPIPE_SERVING_POLL_SECONDS", "10", "seconds between looks at the registry, above 0"),
+    Variable("CTPIPE_SERVING_CHALLENGER_POLICY", "`shadow`", "champion_only, shadow, canary or ab"),
+    Variable("CTPIPE_SERVING_WEBHOOK_SECRET", "none: no webhook", "an HMAC secret of at least 16 characters"),
+    Variable("CTPIPE_PREDICTION_LOG_FLUSH_ROWS", "1000", "a whole number of rows, at least 1"),
+    Variable("CTPIPE_PREDICTION_LOG_FLUSH_SECONDS", "2", "seconds, above 0"),
 )
+# Variables whose values are secrets: an error about one never quotes it.
+SECRETS = ("CTPIPE_SERVING_TOKEN", "CTPIPE_SERVING_METRICS_TOKEN", "CTPIPE_SERVING_WEBHOOK_SECRET")
 FEAST_VARIABLES = ("CTPIPE_FEAST_PROJECT", *_STORE_EXAMPLES)
 # What a training pod needs to reach the same stores as the scheduler's workers. A value that carries a
 # credential (a password in a URL, a Redis password=) is never copied into the pod spec: the pod gets it
@@ -357,6 +367,24 @@ class TrainingPod:
         return self.env.get("CTPIPE_STATE_DIR", DEFAULT_STATE_MOUNT)
 
 
+@dataclass(frozen=True)
+class Serving:
+    """The prediction service (``CTPIPE_SERVING_*``, ``CTPIPE_PREDICTION_LOG_*``); tokens never shown."""
+
+    token: str | None = field(default=None, repr=False)  # None: no login (the embedded default)
+    metrics_token: str | None = field(default=None, repr=False)
+    max_events: int = 1000
+    poll_seconds: float = 10.0
+    challenger_policy: str = "shadow"
+    webhook_secret: str | None = field(default=None, repr=False)
+    log_flush_rows: int = 1000
+    log_flush_seconds: float = 2.0
+
+    @property
+    def login_required(self) -> bool:
+        return self.token is not None
+
+
 class Settings:
     """Typed accessors over a snapshot of the environment; each checks its variables when first read."""
 
@@ -392,7 +420,8 @@ class Settings:
         """The one shape of a configuration error: the variable, its value, the problem and what is allowed."""
         variable = VARIABLES.get(name)
         allowed = f"; allowed: {variable.allowed}" if variable is not None else ""
-        return ConfigurationError(hide_passwords(f"{name}={raw!r} {problem}{allowed}"))
+        shown = "'***'" if name in SECRETS else repr(raw)
+        return ConfigurationError(hide_passwords(f"{name}={shown} {problem}{allowed}"))
 
     # -- where state lives ------------------------------------------------------------------------
 
@@ -636,6 +665,33 @@ class Settings:
             reference_rows=self._read("CTPIPE_DRIFT_REFERENCE_ROWS", _whole(100), defaults.reference_rows),
             min_new_labels=self._read("CTPIPE_DRIFT_MIN_NEW_LABELS", _whole(0), defaults.min_new_labels),
         )
+
+    @cached_property
+    def serving(self) -> Serving:
+        defaults = Serving()
+        secret = _matching(r"\S{16,}", "is shorter than 16 characters or has spaces")
+        token = self._read("CTPIPE_SERVING_TOKEN", secret, None)
+        return Serving(
+            token=token,
+            metrics_token=self._read("CTPIPE_SERVING_METRICS_TOKEN", secret, token),
+            max_events=self._read("CTPIPE_SERVING_MAX_EVENTS", _whole(1), defaults.max_events),
+            poll_seconds=self._read("CTPIPE_SERVING_POLL_SECONDS", _number(0.0, low_open=True), defaults.poll_seconds),
+            challenger_policy=self._read(
+                "CTPIPE_SERVING_CHALLENGER_POLICY",
+                _one_of("champion_only", "shadow", "canary", "ab"),
+                defaults.challenger_policy,
+            ),
+            webhook_secret=self._read("CTPIPE_SERVING_WEBHOOK_SECRET", secret, None),
+            log_flush_rows=self._read("CTPIPE_PREDICTION_LOG_FLUSH_ROWS", _whole(1), defaults.log_flush_rows),
+            log_flush_seconds=self._read(
+                "CTPIPE_PREDICTION_LOG_FLUSH_SECONDS", _number(0.0, low_open=True), defaults.log_flush_seconds
+            ),
+        )
+
+    @property
+    def predictions_dir(self) -> Path:
+        """The prediction log of the dataset's model (``ctpipe.serving.prediction_log``)."""
+        return self.lake_dir / "predictions" / self.dataset.model_name
 
     def check_all(self) -> None:
         """Read every accessor once: a deployment's smoke test of its configuration."""

@@ -1,17 +1,12 @@
 """The second example dataset, plugged in by its import path alone, through the main job as the README shows.
 
 ``CTPIPE_DATASET=ctpipe.datasets.shop_returns:SHOP_RETURNS python -m ctpipe.local_run``
-seeds it with its own generator and runs every DAG through ``dag.test()``: 24 days of a
-stationary source, the first model after day 21 (7-day feature windows, 14 days of
-training data), then four drift checks on data that never changed.
+(the session's ``shop_run``) seeds it with its own generator and runs every DAG through
+``dag.test()`` over 24 days of a stationary source.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
@@ -22,37 +17,21 @@ from ctpipe.datasets import get_dataset
 from ctpipe.lake import QUARANTINE_REASONS, Lake
 
 from ..unit.sources import where_every_row_is
+from .conftest import SHOP, SHOP_DAYS
 
 pytestmark = pytest.mark.integration
 
-SHOP = "ctpipe.datasets.shop_returns:SHOP_RETURNS"
 DATASET = get_dataset(SHOP)
-DAYS = 24
+DAYS = SHOP_DAYS
 
 
 @pytest.fixture(scope="module")
-def shop(tmp_path_factory, airflow_db):
-    state = tmp_path_factory.mktemp("shop") / "state"
-    env = {
-        **os.environ,
-        "CTPIPE_DATASET": SHOP,
-        "CTPIPE_STATE_DIR": str(state),
-        "AIRFLOW_CONN_CTPIPE_SOURCE": json.dumps({"conn_type": "sqlite", "host": str(state / "source.db")}),
-    }
-    job = ["--start", "2026-01-01", "--days", str(DAYS), "--rows-per-day", "150", "--drift-kind", "none"]
-    done = subprocess.run(
-        [sys.executable, "-m", "ctpipe.local_run", *job],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+def shop(shop_run):
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("CTPIPE_DATASET", "CTPIPE_STATE_DIR", "AIRFLOW_CONN_CTPIPE_SOURCE"):
-            patch.setenv(name, env[name])
+        for name, value in shop_run.env.items():
+            patch.setenv(name, value)
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        yield state, done.stdout
+        yield shop_run.state, shop_run.stdout
 
 
 def test_it_is_seeded_by_its_own_generator_and_every_row_lands_or_is_quarantined(shop):

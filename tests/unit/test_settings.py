@@ -92,6 +92,16 @@ BAD = {
     "CTPIPE_DRIFT_COOLDOWN_DAYS": [("a week", "is not a whole number")],
     "CTPIPE_DRIFT_REFERENCE_ROWS": [("10", "is below 100")],
     "CTPIPE_DRIFT_MIN_NEW_LABELS": [("-1", "is below 0"), ("many", "is not a whole number")],
+    # A secret is never quoted back: the values hold the canary password, which the message must not show.
+    **{
+        name: [(f"{PASSWORD} x", "is shorter than 16 characters or has spaces"), (PASSWORD, "is shorter")]
+        for name in ("CTPIPE_SERVING_TOKEN", "CTPIPE_SERVING_METRICS_TOKEN", "CTPIPE_SERVING_WEBHOOK_SECRET")
+    },
+    "CTPIPE_SERVING_MAX_EVENTS": [("0", "is below 1"), ("lots", "is not a whole number")],
+    "CTPIPE_SERVING_POLL_SECONDS": [("0", "is at or below 0"), ("soon", "is not a number")],
+    "CTPIPE_SERVING_CHALLENGER_POLICY": [("canary_50", "is not one of them")],
+    "CTPIPE_PREDICTION_LOG_FLUSH_ROWS": [("0", "is below 1")],
+    "CTPIPE_PREDICTION_LOG_FLUSH_SECONDS": [("-1", "is at or below 0"), ("inf", "is not a finite number")],
 }
 CASES = [(name, value, problem) for name, cases in BAD.items() for value, problem in cases]
 
@@ -147,6 +157,11 @@ def test_the_documented_defaults_are_the_ones_in_force():
         "CTPIPE_DRIFT_COOLDOWN_DAYS": str(settings.drift.cooldown_days),
         "CTPIPE_DRIFT_REFERENCE_ROWS": str(settings.drift.reference_rows),
         "CTPIPE_DRIFT_MIN_NEW_LABELS": str(settings.drift.min_new_labels),
+        "CTPIPE_SERVING_MAX_EVENTS": str(settings.serving.max_events),
+        "CTPIPE_SERVING_POLL_SECONDS": f"{settings.serving.poll_seconds:g}",
+        "CTPIPE_SERVING_CHALLENGER_POLICY": f"`{settings.serving.challenger_policy}`",
+        "CTPIPE_PREDICTION_LOG_FLUSH_ROWS": str(settings.serving.log_flush_rows),
+        "CTPIPE_PREDICTION_LOG_FLUSH_SECONDS": f"{settings.serving.log_flush_seconds:g}",
     }
     assert {name: VARIABLES[name].default for name in in_force} == in_force
 
@@ -248,3 +263,13 @@ def test_a_feature_repo_path_must_hold_the_store_definition(tmp_path):
     (tmp_path / "feature_store.yaml").write_text("project: x\n")
     assert Settings({"CTPIPE_FEATURE_REPO": str(tmp_path)}).feature_repo == tmp_path
     assert Path(Settings({}).feature_repo / "feature_store.yaml").is_file()
+
+
+def test_serving_tokens_are_read_but_never_shown():
+    token, metrics = f"{PASSWORD}-serving-0123456789", f"{PASSWORD}-metrics-0123456789"
+    settings = Settings({"CTPIPE_SERVING_TOKEN": token})
+    assert settings.serving.login_required and settings.serving.metrics_token == token  # the default: the same
+    settings = Settings({"CTPIPE_SERVING_TOKEN": token, "CTPIPE_SERVING_METRICS_TOKEN": metrics})
+    assert (settings.serving.token, settings.serving.metrics_token) == (token, metrics)
+    assert PASSWORD not in str(settings.resolved())
+    assert not Settings({}).serving.login_required

@@ -1,0 +1,117 @@
+"""Every prediction the service makes, appended to the lake: the dataset that live evaluation joins to labels.
+
+Rows gather in a buffer; a background writer writes them when ``flush_rows`` have gathered
+or ``flush_seconds`` have passed since the oldest, whichever is first, one Parquet file
+per hour of serving time and batch::
+
+    <lake>/predictions/<model>/hour=<YYYYMMDDTHH>/<first served>_<writer>_<batch>.parquet
+
+Each file is written to a temporary name and renamed into place, like every partition of
+the lake, so a reader never sees half a file. ``close()`` (the service's shutdown, on
+SIGTERM) writes what is left. A crash (SIGKILL, power) loses at most what the buffer held:
+up to ``flush_rows`` rows or ``flush_seconds`` of traffic. A batch that cannot be written
+stays in the buffer and is tried again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from ctpipe.lake import atomic_path
+
+log = logging.getLogger(__name__)
+
+SERVED_AT = "served_at"
+
+
+def hour_folder(root: Path, served_at: datetime) -> Path:
+    return root / f"hour={served_at:%Y%m%dT%H}"
+
+
+class PredictionLog:
+    def __init__(self, root: Path, flush_rows: int, flush_seconds: float):
+        self.root = root
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.writer = uuid.uuid4().hex[:8]
+        self.written = 0  # rows
+        self.failures = 0  # batches that could not be written
+        self._frames: list[pd.DataFrame] = []
+        self._buffered = 0
+        self._oldest: float | None = None
+        self._batch = 0
+        self._lock = threading.Lock()
+        self._writing = threading.Lock()
+        self._due = threading.Event()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._write_when_due, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    @property
+    def buffered(self) -> int:
+        return self._buffered
+
+    def append(self, rows: pd.DataFrame) -> None:
+        """Add rows (with a ``served_at`` column); never blocks on the disk."""
+        with self._lock:
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+            self._frames.append(rows)
+            self._buffered += len(rows)
+            if self._buffered >= self.flush_rows:
+                self._due.set()
+
+    def flush(self) -> int:
+        """Write everything buffered now; the rows written."""
+        with self._writing:
+            with self._lock:
+                frames, count = self._frames, self._buffered
+                self._frames, self._buffered, self._oldest = [], 0, None
+            if not frames:
+                return 0
+            try:
+                self._write(pd.concat(frames, ignore_index=True))
+            except Exception:
+                self.failures += 1
+                log.exception("could not write %d predictions; keeping them for the next flush", count)
+                with self._lock:
+                    self._frames[:0] = frames
+                    self._buffered += count
+                    self._oldest = self._oldest or time.monotonic()
+                return 0
+            self.written += count
+            return count
+
+    def _write(self, frame: pd.DataFrame) -> None:
+        hours = frame[SERVED_AT].dt.floor("h")
+        for _, part in frame.groupby(hours, sort=True):
+            self._batch += 1
+            first = part[SERVED_AT].min()
+            final = hour_folder(self.root, first) / f"{first:%Y%m%dT%H%M%S%f}_{self.writer}_{self._batch:06d}.parquet"
+            with atomic_path(final) as tmp:
+                part.to_parquet(tmp, index=False)
+
+    def _write_when_due(self) -> None:
+        while not self._closing.is_set():
+            oldest = self._oldest
+            wait = self.flush_seconds if oldest is None else max(0.0, oldest + self.flush_seconds - time.monotonic())
+            self._due.wait(wait)
+            self._due.clear()
+            if self._closing.is_set():
+                return  # close() writes the rest
+            if self._frames:
+                self.flush()
+
+    def close(self) -> int:
+        """Stop the writer and write what is left: the service's last act."""
+        self._closing.set()
+        self._due.set()
+        self._thread.join(timeout=60)
+        return self.flush()
