@@ -466,7 +466,7 @@ def test_the_airflow_image_matches_the_pins_and_bakes_in_the_project():
     assert any(i == "RUN" and "pip install" in a and "/opt/ctpipe" in a and "import ctpipe" in a for i, a in steps)
 
 
-@pytest.mark.parametrize("name", ["airflow.Dockerfile", "training.Dockerfile"])
+@pytest.mark.parametrize("name", ["airflow.Dockerfile", "training.Dockerfile", "serving.Dockerfile"])
 def test_images_with_torch_take_the_cpu_build_from_a_build_arg(name):
     steps = instructions(DOCKER / name)
     assert ("ARG", f"TORCH_INDEX_URL={PYTORCH_CPU_INDEX}") in steps
@@ -481,6 +481,82 @@ def test_the_training_image_runs_the_training_entrypoint():
     steps = instructions(DOCKER / "training.Dockerfile")
     assert ("ENTRYPOINT", json.dumps(ENTRYPOINT)) in steps
     assert any(i == "COPY" and a.split()[0] == "feature_repo" for i, a in steps)
+
+
+def test_the_serving_image_runs_the_service_and_checks_its_readiness():
+    steps = instructions(DOCKER / "serving.Dockerfile")
+    assert (
+        "ENTRYPOINT",
+        json.dumps(["python", "-m", "ctpipe.serving", "--host", "0.0.0.0", "--port", "8000"]),
+    ) in steps
+    assert ("EXPOSE", "8000") in steps
+    health = next(a for i, a in steps if i == "HEALTHCHECK")
+    assert "/readyz" in health and "curl" not in health  # the slim image has no curl
+    assert any(i == "COPY" and a.split()[0] == "feature_repo" for i, a in steps)
+    assert any(i == "RUN" and "import ctpipe.serving.app" in a for i, a in steps)
+
+
+def test_compose_runs_the_prediction_service_behind_its_token(services, compose_text):
+    serving = services["serving"]
+    assert serving["build"]["dockerfile"] == "docker/serving.Dockerfile"
+    assert any("/readyz" in part for part in serving["healthcheck"]["test"])
+    assert "${CTPIPE_SERVING_TOKEN:?" in compose_text
+    assert (
+        serving["environment"]["MLFLOW_TRACKING_URI"]
+        == services["airflow-scheduler"]["environment"]["MLFLOW_TRACKING_URI"]
+    )
+    assert serving["environment"]["CTPIPE_FEAST_ONLINE_STORE"].startswith("{type: redis")
+    assert "ctpipe-state:/opt/ctpipe/state" in serving["volumes"]  # the prediction log is in the lake
+    assert serving["ports"] == ["${CTPIPE_BIND_ADDRESS:-127.0.0.1}:8000:8000"]
+
+
+def serving_problems(resources: list[dict]) -> list[str]:
+    """What the serving Deployment and Service must have: replicas, probes, resources, secrets by reference."""
+    kinds = {(r["kind"], r["metadata"]["name"]): r for r in resources}
+    deployment, service = kinds.get(("Deployment", "ctpipe-serving")), kinds.get(("Service", "ctpipe-serving"))
+    if deployment is None or service is None:
+        return ["no ctpipe-serving Deployment and Service"]
+    problems = []
+    spec = deployment["spec"]
+    if spec.get("replicas", 1) < 2:
+        problems.append("fewer than 2 replicas")
+    (container,) = spec["template"]["spec"]["containers"]
+    probes = {
+        name: container.get(name, {}).get("httpGet", {}).get("path") for name in ("livenessProbe", "readinessProbe")
+    }
+    if probes != {"livenessProbe": "/healthz", "readinessProbe": "/readyz"}:
+        problems.append(f"probes {probes}")
+    for kind in ("requests", "limits"):
+        if not {"cpu", "memory"} <= set(container.get("resources", {}).get(kind, {})):
+            problems.append(f"no cpu and memory {kind}")
+    for entry in container["env"]:
+        secret = entry["name"] in ("CTPIPE_SERVING_TOKEN", "MLFLOW_TRACKING_PASSWORD", "CTPIPE_FEAST_ONLINE_STORE")
+        if secret and "secretKeyRef" not in entry.get("valueFrom", {}):
+            problems.append(f"{entry['name']} is not read from a Secret")
+    if not any(e["name"] == "CTPIPE_SERVING_TOKEN" for e in container["env"]):
+        problems.append("no token")
+    ports = {p["name"] for p in container["ports"]}
+    if any(p["targetPort"] not in ports for p in service["spec"]["ports"]):
+        problems.append("the Service targets a port the container does not name")
+    if service["spec"]["selector"].items() > spec["template"]["metadata"]["labels"].items():
+        problems.append("the Service selects no pod of the Deployment")
+    return problems
+
+
+def test_kubernetes_runs_the_prediction_service_with_probes_and_secret_references():
+    resources = list(yaml.safe_load_all(HELM_RESOURCES.read_text()))
+    assert not serving_problems(resources)
+    deployment = next(r for r in resources if r["kind"] == "Deployment")
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert [v["persistentVolumeClaim"]["claimName"] for v in volumes] == ["ctpipe-state"]
+    planted = json.loads(json.dumps(resources))
+    container = next(r for r in planted if r["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    container["env"].append({"name": "CTPIPE_SERVING_TOKEN", "value": "hunter2hunter2hunter2"})
+    container["readinessProbe"]["httpGet"]["path"] = "/healthz"
+    assert serving_problems(planted) == [
+        "probes {'livenessProbe': '/healthz', 'readinessProbe': '/healthz'}",
+        "CTPIPE_SERVING_TOKEN is not read from a Secret",
+    ]
 
 
 def test_the_mlflow_image_serves_the_pinned_mlflow_with_the_postgres_driver():
