@@ -10,7 +10,7 @@ export AIRFLOW_HOME := $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export AIRFLOW_CONN_CTPIPE_SOURCE ?= {"conn_type": "sqlite", "host": "$(CURDIR)/state/source.db"}
 
-.PHONY: run test lint lock airflow mlflow serve serve-features clean bench bench-gate bench-drift
+.PHONY: run test lint lock airflow mlflow serve serve-features clean bench bench-gate bench-drift bench-serving
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (set PYTHON=...)"; exit 1; }
@@ -73,6 +73,10 @@ bench-gate: $(BIN)/.installed
 ## The calibrated drift check's false-alarm and detection rates, over many generated datasets
 bench-drift: $(BIN)/.installed
 	$(BIN)/python -m bench.drift
+
+## The prediction service against a raw baseline, and an alias swap under load (after make run)
+bench-serving: $(BIN)/.installed
+	$(BIN)/python -m bench.serving
 
 clean:
 	rm -rf state

@@ -91,6 +91,19 @@ class Scored:
     returned: bool
 
 
+def scores_its_example(dataset: DatasetSpec, model: Any) -> None:
+    """Score a model's own input example, assembled as a request's input is; raises if it cannot.
+
+    A version logged with other input types (integer columns, say) would fail every request.
+    """
+    from ctpipe.models import failure_probability
+    from ctpipe.training_set import model_input
+
+    example = getattr(model, "input_example", None)
+    if isinstance(example, pd.DataFrame) and not example.empty:
+        failure_probability(model, model_input(dataset, example))
+
+
 class PredictionService:
     """What the endpoints share: the dataset, the feature reader, the live models, the log and the metrics."""
 
@@ -110,6 +123,7 @@ class PredictionService:
             self.name,
             lambda uri: load_model(tracking, uri),
             self.config.poll_seconds,
+            check=lambda model: scores_its_example(self.dataset, model),
         )
         self.log = PredictionLog(settings.predictions_dir, self.config.log_flush_rows, self.config.log_flush_seconds)
         self.metrics.follow(self.name, self.models, self.log)

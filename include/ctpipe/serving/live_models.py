@@ -5,7 +5,9 @@ tags come in one answer), loads any version it does not hold yet, and then repla
 ``Snapshot`` in one assignment. A request takes the snapshot once, at its start, and uses
 it throughout: it never waits on a reload and never sees half of one. A background thread
 refreshes every ``poll_seconds``; ``wake()`` (a registry webhook) refreshes at once. A
-reload that fails keeps the versions already loaded and is retried at the next poll.
+reload that fails, or a version that fails the service's check (it scores the model's own
+input example, assembled as requests are), keeps the versions already loaded and is retried
+at the next poll.
 """
 
 from __future__ import annotations
@@ -55,11 +57,13 @@ class LiveModels:
         name: str,
         load: Callable[[str], Any],
         poll_seconds: float,
+        check: Callable[[Any], None] | None = None,
     ):
         self.client = client
         self.name = name
         self.load = load  # models:/ URI -> pyfunc
         self.poll_seconds = poll_seconds
+        self.check = check  # raises when a loaded model cannot score what the service sends it
         self.snapshot = Snapshot()
         self.failures = 0  # reloads that failed in a row
         self._woken = threading.Event()
@@ -104,6 +108,8 @@ class LiveModels:
                 return held
         details = self.client.get_model_version(self.name, version)
         model = self.load(f"models:/{self.name}/{version}")
+        if self.check is not None:
+            self.check(model)  # before the swap: a version that cannot answer never serves
         return LoadedModel(version, details.run_id, model, datetime.now(UTC))
 
     # -- the background refresh ---------------------------------------------------------------
