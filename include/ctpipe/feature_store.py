@@ -197,25 +197,41 @@ def materialize(store: FeatureStore, interval: Interval) -> None:
 STALE = "stale_features"
 
 
+def scalar(value: Any) -> Any:
+    """A stored feature value (Feast's ``Value`` proto) as Python: the int or float set, or None when unset."""
+    if value is None:
+        return None
+    kind = value.WhichOneof("val")
+    return None if kind is None or kind == "null_val" else getattr(value, kind)
+
+
 class OnlineReader:
     """Reads one feature service's online values, resolved once: for a process that reads on every request.
 
-    The feature service, its views' TTLs and the feature references are looked up when the
-    reader is made, and a Redis online store is pinged then, once; each ``read`` is then one
-    online-store read for the whole batch of entities, over the store's own connection (Feast
-    keeps it), with a connection lost during it turned into ``ServiceUnavailableError``.
+    The feature service's views, their TTLs and the feature names are looked up when the
+    reader is made, and a Redis online store is pinged then, once. Each ``read`` is then one
+    ``online_read`` of the store per view for the whole batch of entities, over the store's
+    own connection, which it keeps: what ``FeatureStore.get_online_features`` does, without
+    resolving the references, the registry and the response again on every call. A Redis
+    connection lost during a read is a ``ServiceUnavailableError``.
     """
 
     def __init__(self, store: FeatureStore, service: str, entity: str):
+        from feast.infra.online_stores.helpers import get_online_store_from_config
+
         self.store = store
         self.entity = entity
         self.service = store.get_feature_service(service)
         self.ttls: dict[str, Any] = {}  # feature name -> its view's TTL (a timedelta, or None: never stale)
+        self._views: list[tuple[Any, list[str]]] = []  # (feature view, the service's features of it)
         for projection in self.service.feature_view_projections:
-            ttl = store.get_feature_view(projection.name).ttl
-            for feature in projection.features:
-                self.ttls[feature.name] = ttl or None
+            view = store.get_feature_view(projection.name)
+            names = [feature.name for feature in projection.features]
+            self._views.append((view, names))
+            for name in names:
+                self.ttls[name] = view.ttl or None
         self.features = list(self.ttls)
+        self._online = get_online_store_from_config(store.config.online_store)
         config = store.config.online_store
         self._errors: tuple[type[BaseException], ...] = ()
         self._service: Service | None = None
@@ -232,22 +248,34 @@ class OnlineReader:
         A value stamped before ``as_of - ttl`` is None and its entity marked in ``stale_features``;
         an entity the store never held is None throughout, and not stale.
         """
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
         now = datetime.now(UTC)
         times = as_of if isinstance(as_of, list) else [as_of or now] * len(values)
-        rows = [{self.entity: v} for v in values]
-        with self._service.reaching(self._errors) if self._service else nullcontext():
-            read = self.store.get_online_features(features=self.service, entity_rows=rows)
-        read = read.to_dict(include_event_timestamps=True)
-        served: dict[str, list[Any]] = {self.entity: read[self.entity]}
+        unique = list(dict.fromkeys(values))  # each entity read once, however often it is asked for
+        keys = [EntityKey(join_keys=[self.entity], entity_values=[Value(string_val=str(v))]) for v in unique]
+        served: dict[str, list[Any]] = {self.entity: list(values)}
         stale = [False] * len(values)
-        for feature, ttl in self.ttls.items():
-            column, stamps = read[feature], read[f"{feature}__ts"]
-            if ttl is not None:
-                for row, seconds in enumerate(stamps):
-                    if seconds and datetime.fromtimestamp(seconds, UTC) < times[row] - ttl:
-                        column[row] = None
-                        stale[row] = True
-            served[feature] = column
+        where = {value: i for i, value in enumerate(unique)}
+        positions = [where[v] for v in values]
+        for view, names in self._views:
+            with self._service.reaching(self._errors) if self._service else nullcontext():
+                read = self._online.online_read(self.store.config, view, keys, names) if keys else []
+            ttl = view.ttl or None
+            # Each entity's values once; then, per row, them or nothing (stale at that row's time).
+            stamps = [stamp for stamp, _ in read]
+            found = [None if got is None else [scalar(got.get(name)) for name in names] for _, got in read]
+            nothing = [None] * len(names)
+            picked = []
+            for row, position in enumerate(positions):
+                held, stamp = found[position], stamps[position]
+                if held is not None and ttl is not None and stamp is not None and stamp < times[row] - ttl:
+                    stale[row] = True
+                    held = None
+                picked.append(held or nothing)
+            for i, name in enumerate(names):
+                served[name] = [held[i] for held in picked]
         served[STALE] = stale
         return served
 

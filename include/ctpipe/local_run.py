@@ -31,6 +31,7 @@ from ctpipe import artifacts
 from ctpipe.datasets import get_generator
 from ctpipe.datasets.synthetic import DRIFT_KINDS, GeneratorConfig
 from ctpipe.records import Interval, RetrainRequest, TrainingPlan
+from ctpipe.serving.upstream import ServiceNotReady
 from ctpipe.settings import PROJECT_ROOT, Settings
 
 
@@ -118,23 +119,95 @@ def run_dag(dag: Any, logical_date: datetime, conf: dict[str, Any] | None = None
     return run
 
 
-def run_day(dags: dict[str, Any], interval: Interval, train_first_model: bool) -> list[str]:
+class Traffic:
+    """The prediction service as an upstream system meets it: started once there is a champion, sent each day's events.
+
+    The day's events are those its source held (``upstream.source_events``), sent before
+    the day's features are computed: the service scores them with the features as they stood when the day began,
+    as it would have while the day went by. The service's own log is ``serving.log``.
+    """
+
+    def __init__(self, settings: Settings, logs: Path):
+        from ctpipe.serving.upstream import Sent
+
+        self.settings = settings
+        self.logs = logs
+        self.service: Any = None
+        self.client: Any = None
+        self.sent = Sent()
+
+    def __call__(self, interval: Interval) -> str | None:
+        from ctpipe.registry import CHAMPION, alias_version
+        from ctpipe.serving.upstream import ServiceProcess, send_events, source_events
+        from ctpipe.tracking import connect
+
+        if self.service is None:
+            if alias_version(connect(self.settings).client, self.settings.dataset.model_name, CHAMPION) is None:
+                return None
+            import httpx
+
+            self.service = ServiceProcess(self.settings.child_environment(), self.logs / "serving.log").start()
+            self.client = httpx.Client(timeout=120)
+        events = source_events(self.settings, interval)
+        sent = send_events(self.client, self.service.url, events, self.settings.serving.token)
+        self.sent.add(sent)
+        served = sum(sent.served.values())
+        refused = sum(sent.refused.values())
+        return f"served {served} events" + (f", refused {refused} malformed" if refused else "")
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        if self.service is not None:
+            self.service.stop()  # SIGTERM: the prediction log's buffer is written
+
+    def story(self) -> list[str]:
+        """Events served per version and variant, from the prediction log the service wrote."""
+        import pandas as pd
+
+        directory = self.settings.predictions_dir
+        if self.service is None or not directory.is_dir():
+            return ["Served: no champion was ever loaded, so no events were sent"]
+        logged = pd.read_parquet(directory, columns=["request_id", "model_version", "variant", "returned"])
+        lines = [
+            f"Served: {len(logged)} predictions logged for {logged.request_id.nunique()} requests "
+            f"({self.sent.requests} sent), in {directory}"
+        ]
+        counts = logged.groupby(["model_version", "variant", "returned"]).size()
+        for (version, variant, returned), n in sorted(counts.items(), key=lambda kv: (int(kv[0][0]), kv[0][1])):
+            shadow = "" if returned else " (shadow: logged, not returned)"
+            lines.append(f"  version {version} as {variant}: {n} events{shadow}")
+        refused = sum(self.sent.refused.values())
+        if refused:
+            why = "; ".join(f"{reason} ({n})" for reason, n in self.sent.refused.most_common(3))
+            lines.append(f"  refused as malformed (422): {refused} events: {why}")
+        return lines
+
+
+def run_day(
+    dags: dict[str, Any], interval: Interval, train_first_model: bool, traffic: Traffic | None = None
+) -> list[str]:
     """One day as the scheduler would run it; returns what happened beyond the routine.
 
     ``dag.test()`` cannot deliver asset events, so a run the scheduler would start from an
     event gets the event's record as its conf instead: the features DAG its interval, the
-    training DAG the retrain request.
+    training DAG the retrain request. With ``traffic``, the day's events go to the service
+    before the day's features are computed.
     """
     from ctpipe.monitoring import recorded_check, retrain_request
 
     # A daily cron-interval run triggered at the interval's end covers [start, end).
     run_dag(dags["ingest"], interval.end)
+    happened = []
+    if traffic is not None:
+        served = traffic(interval)
+        if served:
+            happened.append(served)
     run_dag(
         dags["features"],
         interval.end,
         {"interval_start": interval.start.isoformat(), "interval_end": interval.end.isoformat()},
     )
-    happened = []
     if train_first_model:
         request = RetrainRequest(cutoff=interval.end, reason="first model")
         run_dag(dags["training"], interval.end, {"retrain_request": request.to_dict()})
@@ -221,7 +294,9 @@ def busiest_entity(settings: Settings, interval: Interval) -> str | None:
     return None if counts.empty else str(counts.index[0])
 
 
-def summary(settings: Settings, intervals: list[Interval], seconds: float, drift_start: date | None) -> str:
+def summary(
+    settings: Settings, intervals: list[Interval], seconds: float, drift_start: date | None, traffic: Traffic
+) -> str:
     from ctpipe.feature_store import load_store, online_features
 
     dataset = settings.dataset
@@ -249,6 +324,7 @@ def summary(settings: Settings, intervals: list[Interval], seconds: float, drift
             f"on {intervals[-1].start:%Y-%m-%d}, at {intervals[-1].end:%Y-%m-%d}: {shown}"
         )
     lines += model_story(settings, drift_start)
+    lines += traffic.story()
     lines += [
         "",
         f"Lake:        {settings.lake_dir}/{{raw,validated,quarantine,held,unplaceable,features}}",
@@ -284,6 +360,7 @@ def main(argv: list[str] | None = None) -> None:
         help="days of data before the first model is trained; default: the longest feature window (28 days, "
         "to fill it) plus the training plan's days (14)",
     )
+    parser.add_argument("--no-serving", action="store_true", help="do not start the service or send it events")
     parser.add_argument("--verbose", action="store_true", help="show the runs' logs here instead of in state/logs")
     args = parser.parse_args(argv)
 
@@ -324,23 +401,27 @@ def main(argv: list[str] | None = None) -> None:
         dags = load_dags()
     first = datetime.combine(args.start, datetime.min.time(), UTC)
     intervals = [Interval(first + timedelta(days=i), first + timedelta(days=i + 1)) for i in range(args.days)]
-    for number, interval in enumerate(intervals, start=1):
-        day_started = time.perf_counter()
-        log = logs / f"{interval.start:%Y-%m-%d}.log"
-        try:
-            with quiet(log.name):
-                first_model = number >= args.first_model_after and not has_model_versions()
-                happened = run_day(dags, interval, first_model)
-        except RunFailed as error:
-            text = "" if args.verbose else log.read_text()
-            if text:
-                print("".join(text.splitlines(keepends=True)[-40:]), file=sys.stderr)
-            cause = failure_cause(text)
-            sys.exit(f"Full log: {log}\n{error}" + (f"\nCause: {cause}" if cause else ""))
-        seconds = time.perf_counter() - day_started
-        print(f"{interval.start:%Y-%m-%d}: ok ({seconds:.1f}s)" + "".join(f"; {h}" for h in happened), flush=True)
+    traffic = Traffic(settings, logs)
+    try:
+        for number, interval in enumerate(intervals, start=1):
+            day_started = time.perf_counter()
+            log = logs / f"{interval.start:%Y-%m-%d}.log"
+            try:
+                with quiet(log.name):
+                    first_model = number >= args.first_model_after and not has_model_versions()
+                    happened = run_day(dags, interval, first_model, None if args.no_serving else traffic)
+            except (RunFailed, ServiceNotReady) as error:
+                text = "" if args.verbose else log.read_text()
+                if text:
+                    print("".join(text.splitlines(keepends=True)[-40:]), file=sys.stderr)
+                cause = failure_cause(text)
+                sys.exit(f"Full log: {log}\n{error}" + (f"\nCause: {cause}" if cause else ""))
+            seconds = time.perf_counter() - day_started
+            print(f"{interval.start:%Y-%m-%d}: ok ({seconds:.1f}s)" + "".join(f"; {h}" for h in happened), flush=True)
+    finally:
+        traffic.close()
     with quiet("summary.log"):
-        text = summary(settings, intervals, time.perf_counter() - started, seeded_drift)
+        text = summary(settings, intervals, time.perf_counter() - started, seeded_drift, traffic)
     print(f"\n{text}\nLogs of every run: {logs}")
 
 

@@ -335,6 +335,17 @@ def redis_nodes(online_store: Mapping[str, Any]) -> tuple[list[tuple[str, int]],
     return nodes, params
 
 
+def single_threaded_models() -> None:
+    """Run this process's models on one OpenMP thread, unless the deployment set ``OMP_NUM_THREADS``.
+
+    For the prediction service, before any model library is imported: it runs requests side
+    by side, and a few rows' prediction spread over OpenMP threads (scikit-learn's gradient
+    boosting, torch) spends more time starting the threads than predicting, and starves the
+    other requests of cores. A library's own variable, set here for it, not a setting read.
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
 def strip_credentials(url: str) -> str:
     """``url`` without the ``user:password@`` part, for a link a person follows."""
     parts = urlsplit(url)

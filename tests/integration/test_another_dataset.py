@@ -102,3 +102,35 @@ def test_a_model_is_registered_under_its_name_and_no_stationary_check_flags_drif
     assert {c.data.tags["decision"] for c in checks} == {"skip"}
     assert "Drift checks: 4, drift flagged on 0 days, first on none; retrains requested: 0" in out
     assert "drift starts" not in out  # the job seeded none
+
+
+def test_the_main_job_sends_each_days_orders_to_the_service_once_there_is_a_champion(shop):
+    import re
+
+    from ctpipe.records import Interval
+    from ctpipe.settings import Settings
+
+    state, out = shop
+    settings = Settings.from_env()
+    lake = Lake(state / "lake")
+    first = datetime(2026, 1, 1, tzinfo=UTC)
+    # The first model comes at the end of day 21; from the next day on, every day's orders are sent.
+    assert re.search(r"^2026-01-21: ok .*first model: version 1 promote$", out, re.MULTILINE)
+    sent = {}
+    for day in (first + timedelta(days=i) for i in range(DAYS)):
+        [line] = [line for line in out.splitlines() if line.startswith(f"{day:%Y-%m-%d}: ok")]
+        answered = re.search(r"; served (\d+) events(?:, refused (\d+) malformed)?", line)
+        if answered is None:
+            assert day < datetime(2026, 1, 22, tzinfo=UTC), line
+            continue
+        rows = len(pd.read_parquet(lake.partition("raw", "orders", Interval(day, day + timedelta(days=1)))))
+        served, refused = int(answered.group(1)), int(answered.group(2) or 0)
+        assert served + refused == rows > 0  # every order answered, or refused as malformed
+        sent[day] = served
+    assert len(sent) == 3
+    logged = pd.read_parquet(settings.predictions_dir)
+    total = sum(sent.values())
+    assert len(logged) == total and logged.returned.all() and set(logged.model_version) == {"1"}
+    assert set(logged.variant) == {"champion"} and not logged.unknown_entity.any()
+    assert f"Served: {total} predictions logged for " in out
+    assert f"  version 1 as champion: {total} events" in out

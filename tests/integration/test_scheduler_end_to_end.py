@@ -48,6 +48,7 @@ pytestmark = [pytest.mark.services, pytest.mark.integration]
 
 DATASET = get_dataset("lab_qc")
 DAYS = 7
+SERVING_TOKEN = "serving-token-e2e-5b0d7c"  # the prediction service's bearer token
 CANARY = "canary-Pw-7f3a9c1e"  # the source connection's password; trust auth ignores it, logs must too
 TRAINING_FORM = {"family": "sklearn", "days": 5, "holdout_days": 2, "max_iter": 60, "approval_mode": "auto"}
 
@@ -330,6 +331,57 @@ def test_a_forced_retrain_request_triggers_training_through_its_asset(deployment
     assert second.tags["compared_with_version"] == "1"
     assert "**Decision:" in second.description
     assert second.tags["evidence.drift_report"].endswith(".html")  # the forced check's report, in the UI
+
+
+def test_the_prediction_service_serves_on_redis_and_the_mlflow_server(deployment, pipeline, intervals):
+    """The last day's events, sent as an upstream system would, to the service behind its token."""
+    import math
+    import os
+
+    import httpx
+    import pandas as pd
+
+    from ctpipe.feature_store import load_store, online_features
+    from ctpipe.registry import CHAMPION, alias_version
+    from ctpipe.serving.upstream import ServiceProcess, as_json, send_events, source_events
+    from ctpipe.settings import Settings
+    from ctpipe.tracking import connect
+
+    _, root = deployment
+    settings = Settings.from_env()
+    champion = alias_version(connect(settings).client, DATASET.model_name, CHAMPION)
+    env = {**os.environ, "CTPIPE_SERVING_TOKEN": SERVING_TOKEN}
+    service = ServiceProcess(env, root / "serving.log").start()
+    events = source_events(settings, intervals[-1])
+    try:
+        with httpx.Client(timeout=120) as client:
+            anonymous = client.post(f"{service.url}/v1/predict", json={"events": [as_json(events[0])]})
+            assert anonymous.status_code == 401
+            auth = {"Authorization": f"Bearer {SERVING_TOKEN}"}
+            models = client.get(f"{service.url}/v1/models", headers=auth).json()
+            sent = send_events(client, service.url, events, SERVING_TOKEN)
+    finally:
+        assert service.stop() in (0, -15), service.log_text()[-3000:]
+    loaded = {m["variant"]: m["version"] for m in models["loaded"]}
+    assert loaded["champion"] == champion.version
+    served, refused = sum(sent.served.values()), sum(sent.refused.values())
+    assert events and served + refused == len(events) and served > 0
+    assert {version for version, variant in sent.served} == {champion.version}
+
+    # Every answer is in the prediction log, and its features are what Redis serves for the event's time.
+    logged = pd.read_parquet(settings.predictions_dir)
+    returned = logged[logged.returned]
+    assert len(returned) == served and set(returned.model_version) == {champion.version}
+    assert not returned.unknown_entity.any()
+    store = load_store()
+    features = [a.name for a in DATASET.aggregates]
+    for _, row in returned.drop_duplicates(DATASET.entity).iterrows():
+        stamp = row.event_timestamp.to_pydatetime()
+        online = online_features(store, DATASET.feature_service, DATASET.entity, [row[DATASET.entity]], stamp)
+        for name in features:
+            expected = online[name][0]
+            got = row[f"input.{name}"]
+            assert (math.isnan(got) and expected is None) or got == pytest.approx(expected), (name, row)
 
 
 def test_the_canary_password_is_in_no_log_and_no_xcom(deployment, pipeline):

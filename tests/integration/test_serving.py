@@ -22,9 +22,9 @@ import pandas as pd
 import pytest
 
 from ctpipe.datasets import get_dataset
+from ctpipe.serving.upstream import ServiceProcess
 
 from .conftest import SHOP, SHOP_DAYS
-from .service_process import ServiceProcess
 
 pytestmark = pytest.mark.integration
 

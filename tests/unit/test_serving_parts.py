@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
@@ -38,8 +39,9 @@ def test_assignment_is_sticky_uniform_and_redrawn_for_a_new_challenger():
     assert 0.0 <= min(bucket(k, "x") for k in keys) and max(bucket(k, "x") for k in keys) < 1.0
 
 
-def served(n: int, at: datetime) -> pd.DataFrame:
-    return pd.DataFrame({"request_id": [f"r{i}" for i in range(n)], SERVED_AT: pd.Timestamp(at), "score": 0.5})
+def served(n: int, at: datetime) -> dict[str, np.ndarray]:
+    stamp = np.datetime64(at.replace(tzinfo=None), "us")
+    return {"request_id": np.array([f"r{i}" for i in range(n)]), SERVED_AT: np.full(n, stamp), "score": np.full(n, 0.5)}
 
 
 def test_the_log_writes_by_size_by_time_and_on_close_one_file_per_hour(tmp_path):
@@ -59,6 +61,7 @@ def test_the_log_writes_by_size_by_time_and_on_close_one_file_per_hour(tmp_path)
     assert hours == ["hour=20261201T12", "hour=20261201T13"]
     frame = pd.concat(pd.read_parquet(p) for p in tmp_path.glob("hour=*/*.parquet"))
     assert len(frame) == 158 and not list(tmp_path.rglob("*.tmp"))
+    assert str(frame[SERVED_AT].dt.tz) == "UTC" and frame[SERVED_AT].min() == pd.Timestamp(noon)
 
 
 def test_the_event_schema_follows_the_spec_with_the_gates_rules():

@@ -10,7 +10,9 @@ module has one role:
   in the background and swapped atomically when an alias or the policy moves;
 * ``prediction_log.py``: every prediction appended to hourly Parquet partitions of the lake;
 * ``metrics.py``: the Prometheus metrics; ``json_logs.py``: one JSON object per log line;
-* ``app.py``: the FastAPI application that ties them together.
+* ``app.py``: the FastAPI application that ties them together;
+* ``upstream.py``: the service run as its own process, and events sent to it as a caller
+  would (the main job and the tests use both).
 
 The model input is assembled by ``ctpipe.training_set.model_input``, the function training
 calls, from the event in the request and the entity's online features.

@@ -3,6 +3,9 @@
 uvicorn handles SIGTERM gracefully: it stops accepting connections, lets the requests in
 flight finish (up to ``--graceful-seconds``), then the app's shutdown writes the prediction
 log's buffer.
+
+The models run on one OpenMP thread unless ``OMP_NUM_THREADS`` says otherwise
+(``ctpipe.settings.single_threaded_models``).
 """
 
 from __future__ import annotations
@@ -10,8 +13,11 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ctpipe.settings import single_threaded_models
+
 
 def main(argv: list[str] | None = None) -> None:
+    single_threaded_models()  # before any model library is imported
     import uvicorn
 
     from ctpipe.serving.json_logs import log_config

@@ -29,6 +29,7 @@ set). Errors are JSON with a ``detail`` and the ``request_id``, never a stack tr
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
 import hmac
 import json
@@ -49,11 +50,13 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ctpipe.datasets.spec import DatasetSpec
+from ctpipe.feature_store import STALE
+from ctpipe.models import failure_probability
 from ctpipe.services import ServiceUnavailableError
 from ctpipe.serving.json_logs import REQUEST_ID
 from ctpipe.serving.live_models import LiveModels, Snapshot
 from ctpipe.serving.metrics import Metrics
-from ctpipe.serving.prediction_log import SERVED_AT, PredictionLog
+from ctpipe.serving.prediction_log import EVENT_TIMESTAMP, SERVED_AT, PredictionLog
 from ctpipe.serving.schema import (
     LoadedVersion,
     ModelsResponse,
@@ -64,6 +67,7 @@ from ctpipe.serving.schema import (
 )
 from ctpipe.serving.traffic import to_challenger
 from ctpipe.settings import Settings
+from ctpipe.training_set import model_columns, model_input
 
 log = logging.getLogger("ctpipe.serving")
 
@@ -96,9 +100,6 @@ def scores_its_example(dataset: DatasetSpec, model: Any) -> None:
 
     A version logged with other input types (integer columns, say) would fail every request.
     """
-    from ctpipe.models import failure_probability
-    from ctpipe.training_set import model_input
-
     example = getattr(model, "input_example", None)
     if isinstance(example, pd.DataFrame) and not example.empty:
         failure_probability(model, model_input(dataset, example))
@@ -128,6 +129,7 @@ class PredictionService:
         self.log = PredictionLog(settings.predictions_dir, self.config.log_flush_rows, self.config.log_flush_seconds)
         self.metrics.follow(self.name, self.models, self.log)
         self.columns = [c.name for c in self.dataset.events.columns]
+        self.numeric = model_columns(self.dataset)[0]  # the events' own and the features
         labels = self.dataset.labels.column(self.dataset.label).allowed_values or ()
         others = [v for v in labels if v != self.dataset.positive_label]
         self.negative_label = others[0] if len(others) == 1 else f"not {self.dataset.positive_label}"
@@ -163,24 +165,26 @@ class PredictionService:
             raise Unavailable(f"no champion of {self.name} is loaded yet")
         dataset, spec = self.dataset, self.dataset.events
         served_at = datetime.now(UTC)
-        frame = pd.DataFrame([e.model_dump() for e in events], columns=self.columns)
-        stamps = pd.to_datetime(frame[spec.timestamp], utc=True).fillna(pd.Timestamp(served_at))
-        frame[spec.timestamp] = stamps
-        entities = frame[dataset.entity].tolist()
-        features = self.reader.read(entities, [t.to_pydatetime() for t in stamps])
+        rows = [e.model_dump() for e in events]
+        given: dict[str, list[Any]] = {c: [row[c] for row in rows] for c in self.columns}
+        times = [t or served_at for t in given[spec.timestamp]]  # aware: the schema refuses naive times
+        entities = given[dataset.entity]
+        features = self.reader.read(entities, times)
+        stale = np.array(features[STALE], dtype=bool)
+        known = np.zeros(len(rows), dtype=bool)
         for name in self.reader.features:
-            frame[name] = features[name]
-        stale = np.array(features["stale_features"], dtype=bool)
-        known = np.zeros(len(frame), dtype=bool)
-        for name in self.reader.features:
-            known |= np.array([v is not None for v in features[name]])
+            known |= np.fromiter((v is not None for v in features[name]), dtype=bool, count=len(rows))
         unknown = ~known & ~stale
-
-        from ctpipe.models import failure_probability
-        from ctpipe.training_set import model_input
+        # The frame model_input takes, its numbers already float (None: NaN), built column by column.
+        columns: dict[str, Any] = {**given, **{name: features[name] for name in self.reader.features}}
+        for name in self.numeric:
+            columns[name] = np.array(columns[name], dtype="float64")
+        utc = np.array([t.astimezone(UTC).replace(tzinfo=None) for t in times], dtype="datetime64[us]")
+        columns[spec.timestamp] = pd.DatetimeIndex(utc).tz_localize(UTC)
+        frame = pd.DataFrame(columns)
 
         inputs = model_input(dataset, frame)
-        scored = self._score(snapshot, frame, inputs, failure_probability)
+        scored = self._score(snapshot, given, inputs)
         latency_ms = (time.perf_counter() - started) * 1000
 
         answer = np.zeros(len(frame))
@@ -215,26 +219,28 @@ class PredictionService:
         ]
         return predictions, {part.variant for part in scored if part.returned}
 
-    def _score(self, snapshot: Snapshot, frame: pd.DataFrame, inputs: pd.DataFrame, probability: Any) -> list[Scored]:
+    def _score(self, snapshot: Snapshot, given: dict[str, list[Any]], inputs: pd.DataFrame) -> list[Scored]:
         champion, challenger, policy = snapshot.champion, snapshot.challenger, snapshot.policy
         assert champion is not None
-        everyone = np.arange(len(frame))
+        everyone = np.arange(len(inputs))
         if challenger is None:
-            return [Scored("champion", champion.version, everyone, probability(champion.model, inputs), True)]
+            return [Scored("champion", champion.version, everyone, failure_probability(champion.model, inputs), True)]
         if policy.policy == "shadow":
+            shadow = failure_probability(challenger.model, inputs)
             return [
-                Scored("champion", champion.version, everyone, probability(champion.model, inputs), True),
-                Scored("challenger", challenger.version, everyone, probability(challenger.model, inputs), False),
+                Scored("champion", champion.version, everyone, failure_probability(champion.model, inputs), True),
+                Scored("challenger", challenger.version, everyone, shadow, False),
             ]
         key = policy.key or self.dataset.entity
-        chosen = np.array(to_challenger(policy, frame[key].astype(str).tolist(), challenger.version), dtype=bool)
+        chosen = np.array(to_challenger(policy, [str(v) for v in given[key]], challenger.version), dtype=bool)
         parts = []
         for variant, model, rows in (
             ("champion", champion, everyone[~chosen]),
             ("challenger", challenger, everyone[chosen]),
         ):
             if len(rows):
-                parts.append(Scored(variant, model.version, rows, probability(model.model, inputs.iloc[rows]), True))
+                scores = failure_probability(model.model, inputs.iloc[rows])
+                parts.append(Scored(variant, model.version, rows, scores, True))
         return parts
 
     def _log(
@@ -249,29 +255,28 @@ class PredictionService:
         latency_ms: float,
     ) -> None:
         spec = self.dataset.events
-        parts = []
+        keys, entities = frame[spec.key].to_numpy(), frame[self.dataset.entity].to_numpy()
+        stamps = frame[spec.timestamp].dt.tz_convert(None).to_numpy()
+        values = {name: inputs[name].to_numpy() for name in inputs.columns}
         for part in scored:
-            rows = part.rows
-            logged = pd.DataFrame(
-                {
-                    "request_id": request_id,
-                    SERVED_AT: pd.Timestamp(served_at),
-                    spec.key: frame[spec.key].to_numpy()[rows],
-                    self.dataset.entity: frame[self.dataset.entity].to_numpy()[rows],
-                    "event_timestamp": frame[spec.timestamp].to_numpy()[rows],
-                    "model": self.name,
-                    "variant": part.variant,
-                    "model_version": part.version,
-                    "returned": part.returned,
-                    "score": part.scores.astype("float64"),
-                    "latency_ms": latency_ms,
-                    "unknown_entity": unknown[rows],
-                    "stale_features": stale[rows],
-                }
-            )
-            model_inputs = inputs.iloc[rows].reset_index(drop=True).add_prefix("input.")
-            parts.append(pd.concat([logged, model_inputs], axis=1))
-        self.log.append(pd.concat(parts, ignore_index=True))
+            rows, n = part.rows, len(part.rows)
+            logged = {
+                "request_id": np.full(n, request_id, dtype=object),
+                SERVED_AT: np.full(n, np.datetime64(served_at.replace(tzinfo=None), "us")),
+                spec.key: keys[rows],
+                self.dataset.entity: entities[rows],
+                EVENT_TIMESTAMP: stamps[rows],
+                "model": np.full(n, self.name, dtype=object),
+                "variant": np.full(n, part.variant, dtype=object),
+                "model_version": np.full(n, part.version, dtype=object),
+                "returned": np.full(n, part.returned),
+                "score": part.scores.astype("float64"),
+                "latency_ms": np.full(n, latency_ms),
+                "unknown_entity": unknown[rows],
+                "stale_features": stale[rows],
+            }
+            logged |= {f"input.{name}": column[rows] for name, column in values.items()}
+            self.log.append(logged)
 
     def models_response(self) -> ModelsResponse:
         snapshot = self.models.snapshot
@@ -331,6 +336,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         service = PredictionService(settings)
         service.start()
+        # What start-up loaded (libraries, models) lives as long as the process: kept out of the
+        # garbage collector's full passes, which would otherwise stall requests to walk it.
+        gc.freeze()
         holder["service"] = service
         if not config.login_required:
             log.warning("CTPIPE_SERVING_TOKEN is not set: the service answers anyone (the embedded default)")
@@ -446,7 +454,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = holder["service"]
         predictions, variants = await run_in_threadpool(service.predict, events, request.state.request_id)
         request.state.variants = variants
-        return PredictResponse(request_id=request.state.request_id, predictions=predictions)
+        answer = PredictResponse(request_id=request.state.request_id, predictions=predictions)
+        return Response(answer.model_dump_json(), media_type="application/json")  # built once, not re-validated
 
     @app.get("/v1/models", response_model=ModelsResponse, summary="Loaded versions, aliases and traffic policy")
     def models() -> ModelsResponse:

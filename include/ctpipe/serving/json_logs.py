@@ -16,8 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
-# Attributes a LogRecord has of itself: everything else passed in ``extra=`` is logged as a field.
+# Attributes a LogRecord has of itself: everything else passed in ``extra=`` is logged as a field
+# (but uvicorn's ``color_message``: the message again, with terminal colour codes).
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+_STANDARD |= {"color_message"}
 
 
 class JsonFormatter(logging.Formatter):

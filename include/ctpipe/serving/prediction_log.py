@@ -22,6 +22,7 @@ import uuid
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ctpipe.lake import atomic_path
@@ -29,6 +30,20 @@ from ctpipe.lake import atomic_path
 log = logging.getLogger(__name__)
 
 SERVED_AT = "served_at"
+EVENT_TIMESTAMP = "event_timestamp"
+
+
+def as_frame(batches: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    """Appended batches as one frame, the times made UTC; batches with other columns are concatenated as frames."""
+    names = list(batches[0])
+    if all(list(batch) == names for batch in batches):
+        frame = pd.DataFrame({name: np.concatenate([batch[name] for batch in batches]) for name in names})
+    else:
+        frame = pd.concat([pd.DataFrame(batch) for batch in batches], ignore_index=True)
+    for name in (SERVED_AT, EVENT_TIMESTAMP):
+        if name in frame:
+            frame[name] = pd.to_datetime(frame[name], utc=True)
+    return frame
 
 
 def hour_folder(root: Path, served_at: datetime) -> Path:
@@ -43,7 +58,7 @@ class PredictionLog:
         self.writer = uuid.uuid4().hex[:8]
         self.written = 0  # rows
         self.failures = 0  # batches that could not be written
-        self._frames: list[pd.DataFrame] = []
+        self._batches: list[dict[str, np.ndarray]] = []
         self._buffered = 0
         self._oldest: float | None = None
         self._batch = 0
@@ -58,13 +73,17 @@ class PredictionLog:
     def buffered(self) -> int:
         return self._buffered
 
-    def append(self, rows: pd.DataFrame) -> None:
-        """Add rows (with a ``served_at`` column); never blocks on the disk."""
+    def append(self, columns: dict[str, np.ndarray]) -> None:
+        """Add rows, given as columns of equal length (the times naive, in UTC); never blocks on the disk.
+
+        The columns are kept as they are and made into a frame when written, in the
+        writer's thread: a request pays for no DataFrame.
+        """
         with self._lock:
             if self._oldest is None:
                 self._oldest = time.monotonic()
-            self._frames.append(rows)
-            self._buffered += len(rows)
+            self._batches.append(columns)
+            self._buffered += len(next(iter(columns.values())))
             if self._buffered >= self.flush_rows:
                 self._due.set()
 
@@ -72,17 +91,17 @@ class PredictionLog:
         """Write everything buffered now; the rows written."""
         with self._writing:
             with self._lock:
-                frames, count = self._frames, self._buffered
-                self._frames, self._buffered, self._oldest = [], 0, None
-            if not frames:
+                batches, count = self._batches, self._buffered
+                self._batches, self._buffered, self._oldest = [], 0, None
+            if not batches:
                 return 0
             try:
-                self._write(pd.concat(frames, ignore_index=True))
+                self._write(as_frame(batches))
             except Exception:
                 self.failures += 1
                 log.exception("could not write %d predictions; keeping them for the next flush", count)
                 with self._lock:
-                    self._frames[:0] = frames
+                    self._batches[:0] = batches
                     self._buffered += count
                     self._oldest = self._oldest or time.monotonic()
                 return 0
@@ -106,7 +125,7 @@ class PredictionLog:
             self._due.clear()
             if self._closing.is_set():
                 return  # close() writes the rest
-            if self._frames:
+            if self._batches:
                 self.flush()
 
     def close(self) -> int:

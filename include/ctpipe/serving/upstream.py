@@ -1,0 +1,177 @@
+"""What an upstream system does with the prediction service: run it, and send it events.
+
+``ServiceProcess`` runs ``python -m ctpipe.serving`` as its own process on a free port and
+waits for ``/readyz``; ``send_events`` posts events in batches, as a caller would. A batch
+with a malformed event is refused whole (422), so it is sent again in halves, and those
+halves in halves, until only the malformed events are refused, each with the field the
+service named (a few requests more per bad event, not one per event of its batch). The main job
+(``ctpipe.local_run``) uses both to score each simulated day's events, so the prediction
+log fills as it would under real traffic; the tests run the service the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from ctpipe.records import Interval
+    from ctpipe.settings import Settings
+
+BATCH = 50  # events per request
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServiceNotReady(RuntimeError):
+    """The service exited, or did not answer ``/readyz`` in time; the message ends with its log."""
+
+
+class ServiceProcess:
+    """``python -m ctpipe.serving`` on 127.0.0.1 and a free port, its output in ``log``."""
+
+    def __init__(self, env: dict[str, str], log: Path, port: int | None = None):
+        self.env = env
+        self.log_path = log
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 180.0) -> ServiceProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ctpipe.serving", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServiceNotReady(f"the service exited with {self.process.returncode}:\n{self.log_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise ServiceNotReady(f"the service was not ready in {timeout:.0f} s:\n{self.log_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """Signal the service (SIGTERM: it finishes what is in flight and writes its log's buffer) and wait."""
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def log_lines(self) -> list[dict]:
+        """The service's log, one JSON object a line (anything else fails the caller's parse)."""
+        return [json.loads(line) for line in self.log_text().splitlines() if line.strip()]
+
+
+@dataclass
+class Sent:
+    """What the service answered for the events sent to it."""
+
+    requests: int = 0
+    served: Counter = field(default_factory=Counter)  # (version, variant) -> events answered
+    refused: Counter = field(default_factory=Counter)  # "<field>: <problem>" -> events refused (422)
+
+    def add(self, other: Sent) -> None:
+        self.requests += other.requests
+        self.served.update(other.served)
+        self.refused.update(other.refused)
+
+
+def as_json(event: dict[str, Any]) -> dict[str, Any]:
+    """An event's values as JSON sends them: no NaN (a missing value is left out), timestamps in ISO 8601."""
+    shown = {}
+    for name, value in event.items():
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        shown[name] = value.isoformat() if hasattr(value, "isoformat") else value
+    return shown
+
+
+def source_events(settings: Settings, interval: Interval) -> list[dict[str, Any]]:
+    """The events the source held for ``interval``, as an upstream system sent them: the raw partition.
+
+    A value the lake could not type (null there, kept in ``_source_values``) is sent as the
+    source had it, so the service sees what the upstream system sent.
+    """
+    import pandas as pd
+
+    from ctpipe.lake import SOURCE_VALUES, Lake
+
+    spec = settings.dataset.events
+    path = Lake(settings.lake_dir).partition("raw", spec.name, interval)
+    if not path.exists():
+        return []
+    events = []
+    for row in pd.read_parquet(path).to_dict("records"):
+        event = {c.name: row.get(c.name) for c in spec.columns}
+        if row.get(SOURCE_VALUES):
+            event.update(json.loads(row[SOURCE_VALUES]))
+        events.append(event)
+    return events
+
+
+def send_events(
+    client: httpx.Client, url: str, events: list[dict[str, Any]], token: str | None = None, batch: int = BATCH
+) -> Sent:
+    """Post ``events`` to ``url``'s ``/v1/predict`` in batches; a refused batch again in halves."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    sent = Sent()
+
+    def post(chunk: list[dict[str, Any]]) -> httpx.Response:
+        sent.requests += 1
+        response = client.post(f"{url}/v1/predict", json={"events": chunk}, headers=headers)
+        if response.status_code not in (200, 422):
+            response.raise_for_status()
+        return response
+
+    def deliver(chunk: list[dict[str, Any]]) -> None:
+        response = post(chunk)
+        if response.status_code != 422:
+            _count(sent, response)
+        elif len(chunk) > 1:  # a malformed event refuses its batch: halve it until it stands alone
+            middle = len(chunk) // 2
+            deliver(chunk[:middle])
+            deliver(chunk[middle:])
+        else:
+            problems = response.json()["detail"]
+            first = problems[0] if problems else {"field": "body", "problem": "is not valid"}
+            sent.refused[f"{first['field'].removeprefix('events.0.')}: {first['problem']}"] += 1
+
+    for start in range(0, len(events), batch):
+        deliver([as_json(e) for e in events[start : start + batch]])
+    return sent
+
+
+def _count(sent: Sent, response: httpx.Response) -> None:
+    for prediction in response.json()["predictions"]:
+        sent.served[(prediction["version"], prediction["variant"])] += 1
