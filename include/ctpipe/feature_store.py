@@ -266,6 +266,8 @@ class OnlineReader:
             # Each entity's values once; then, per row, them or nothing (stale at that row's time).
             stamps = [stamp for stamp, _ in read]
             found = [None if got is None else [scalar(got.get(name)) for name in names] for _, got in read]
+            # Redis answers a key it never held with every field unset (stamped 1970): an unknown entity.
+            found = [None if held is None or all(v is None for v in held) else held for held in found]
             nothing = [None] * len(names)
             picked = []
             for row, position in enumerate(positions):

@@ -337,12 +337,13 @@ def test_the_prediction_service_serves_on_redis_and_the_mlflow_server(deployment
     """The last day's events, sent as an upstream system would, to the service behind its token."""
     import math
     import os
+    import time
 
     import httpx
     import pandas as pd
 
     from ctpipe.feature_store import load_store, online_features
-    from ctpipe.registry import CHAMPION, alias_version
+    from ctpipe.registry import CHAMPION, alias_version, set_champion
     from ctpipe.serving.upstream import ServiceProcess, as_json, send_events, source_events
     from ctpipe.settings import Settings
     from ctpipe.tracking import connect
@@ -350,16 +351,30 @@ def test_the_prediction_service_serves_on_redis_and_the_mlflow_server(deployment
     _, root = deployment
     settings = Settings.from_env()
     champion = alias_version(connect(settings).client, DATASET.model_name, CHAMPION)
-    env = {**os.environ, "CTPIPE_SERVING_TOKEN": SERVING_TOKEN}
+    env = {**os.environ, "CTPIPE_SERVING_TOKEN": SERVING_TOKEN, "CTPIPE_SERVING_POLL_SECONDS": "0.5"}
     service = ServiceProcess(env, root / "serving.log").start()
     events = source_events(settings, intervals[-1])
+    auth = {"Authorization": f"Bearer {SERVING_TOKEN}"}
     try:
         with httpx.Client(timeout=120) as client:
             anonymous = client.post(f"{service.url}/v1/predict", json={"events": [as_json(events[0])]})
             assert anonymous.status_code == 401
-            auth = {"Authorization": f"Bearer {SERVING_TOKEN}"}
             models = client.get(f"{service.url}/v1/models", headers=auth).json()
             sent = send_events(client, service.url, events, SERVING_TOKEN)
+            # The service follows an alias moved on the MLflow server, and back.
+            other = {"1": "2", "2": "1"}[str(champion.version)]
+            probe = {"events": [as_json(events[0])]}
+            for version, why in ((other, "e2e: the service follows"), (str(champion.version), "e2e: and back")):
+                set_champion(connect(settings).client, DATASET.model_name, version, "person: e2e test", why)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    follow = {**auth, "X-Request-ID": f"follow-{version}"}
+                    answer = client.post(f"{service.url}/v1/predict", json=probe, headers=follow)
+                    if answer.json()["predictions"][0]["version"] == version:
+                        break
+                    time.sleep(0.2)
+                else:
+                    raise AssertionError(f"the service did not follow the champion to version {version}")
     finally:
         assert service.stop() in (0, -15), service.log_text()[-3000:]
     loaded = {m["variant"]: m["version"] for m in models["loaded"]}
@@ -370,6 +385,7 @@ def test_the_prediction_service_serves_on_redis_and_the_mlflow_server(deployment
 
     # Every answer is in the prediction log, and its features are what Redis serves for the event's time.
     logged = pd.read_parquet(settings.predictions_dir)
+    logged = logged[~logged.request_id.str.startswith("follow-")]  # the alias probes
     returned = logged[logged.returned]
     assert len(returned) == served and set(returned.model_version) == {champion.version}
     assert not returned.unknown_entity.any()

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.integration
 DATASET = get_dataset(SHOP)
 TOKEN = "serving-token-for-tests-0123456789"
 METRICS_TOKEN = "metrics-token-for-tests-0123456789"
+WEBHOOK_SECRET = "webhook-secret-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LAST_DAY = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=SHOP_DAYS - 1)
 NEXT_DAY = LAST_DAY + timedelta(days=1)  # the online store holds the features stamped at its start
@@ -77,6 +78,7 @@ def service(deployment):
         **deployment["env"],
         "CTPIPE_SERVING_TOKEN": TOKEN,
         "CTPIPE_SERVING_METRICS_TOKEN": METRICS_TOKEN,
+        "CTPIPE_SERVING_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "CTPIPE_SERVING_POLL_SECONDS": "0.3",
         "CTPIPE_SERVING_MAX_EVENTS": "500",
         "CTPIPE_PREDICTION_LOG_FLUSH_ROWS": "200",
@@ -337,6 +339,44 @@ def test_an_alias_move_under_load_fails_no_request(service, deployment):
             assert version == old
         elif seen_at < sent and received < back_at:  # sent once the new version was in, answered before the move back
             assert version == new
+
+
+def test_the_registry_webhook_is_taken_only_with_mlflows_signature(service, deployment):
+    """Signed as MLflow's webhook delivery signs (its own function), an alias event makes the service refresh."""
+    import json as json_module
+    import uuid
+
+    from mlflow.entities.webhook import WebhookAction, WebhookEntity, WebhookEvent
+    from mlflow.webhooks.delivery import _generate_hmac_signature
+    from mlflow.webhooks.types import get_example_payload_for_event
+
+    event = WebhookEvent(WebhookEntity.MODEL_VERSION_ALIAS, WebhookAction.CREATED)
+    payload = json_module.dumps(
+        {"entity": "model_version_alias", "action": "created", "data": get_example_payload_for_event(event)}
+    )
+    url = f"{service.url}/v1/registry-webhook"
+
+    def deliver(secret: str, stamp: int, signed: str | None = None) -> httpx.Response:
+        delivery = str(uuid.uuid4())
+        headers = {
+            "Content-Type": "application/json",
+            "X-MLflow-Delivery-Id": delivery,
+            "X-MLflow-Timestamp": str(stamp),
+            "X-MLflow-Signature": _generate_hmac_signature(secret, delivery, str(stamp), signed or payload),
+        }
+        return httpx.post(url, content=payload, headers=headers, timeout=30)  # MLflow sends no bearer token
+
+    now = int(time.time())
+    assert deliver("not-the-secret", now).status_code == 401
+    assert deliver(WEBHOOK_SECRET, now, signed=payload.replace("created", "deleted")).status_code == 401
+    assert deliver(WEBHOOK_SECRET, now - 3600).status_code == 401  # a replay of an old delivery
+    assert httpx.post(url, content=payload, timeout=30).status_code == 401  # unsigned
+    before = httpx.get(f"{service.url}/v1/models", headers=AUTH, timeout=10).json()["checked_at"]
+    assert deliver(WEBHOOK_SECRET, now).status_code == 204
+    after = wait_for(service, lambda m: m["checked_at"] > before)
+    assert after["model"] == DATASET.model_name
+    said = [line for line in service.log_lines() if line["message"].startswith("registry webhook:")]
+    assert [line["message"] for line in said] == ["registry webhook: model_version_alias created"]
 
 
 def test_assignment_survives_a_restart(service, deployment):
