@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ctpipe.datasets import DATASETS, get_dataset
 from ctpipe.drift import DriftPolicy
+from ctpipe.experiment import ExperimentPolicy
 from ctpipe.promotion import PromotionPolicy
 
 if TYPE_CHECKING:
@@ -131,6 +132,15 @@ VARIABLES = _variables(
     Variable("CTPIPE_DRIFT_COOLDOWN_DAYS", "7", "a whole number of days, 0 or more"),
     Variable("CTPIPE_DRIFT_REFERENCE_ROWS", "5000", "a whole number of rows, at least 100"),
     Variable("CTPIPE_DRIFT_MIN_NEW_LABELS", "200", "a whole number of labelled events, 0 or more"),
+    Variable("CTPIPE_EXPERIMENT_ALPHA", "0.05", "a chance above 0 and at most 0.5"),
+    Variable("CTPIPE_EXPERIMENT_MIXTURE_SD", "0.01", "a Brier difference above 0, e.g. 0.01"),
+    Variable("CTPIPE_EXPERIMENT_MIN_PAIRS", "200", "a whole number of labelled requests, at least 2"),
+    Variable("CTPIPE_EXPERIMENT_HARM_MARGIN", "0", "a Brier difference, 0 or more"),
+    Variable("CTPIPE_EXPERIMENT_RAMP", "`0.05,0.25,0.5`", "rising shares above 0 and at most 1, comma-separated"),
+    Variable("CTPIPE_EXPERIMENT_STAGE_DAYS", "2", "a whole number of days, at least 1"),
+    Variable("CTPIPE_EXPERIMENT_HORIZON_DAYS", "28", "a whole number of days, at least 1"),
+    Variable("CTPIPE_EXPERIMENT_MAX_ERROR_RATE", "0.01", "a share between 0 and 1"),
+    Variable("CTPIPE_EXPERIMENT_MAX_P99_MS", "250", "milliseconds, above 0"),
     Variable("CTPIPE_SERVING_TOKEN", "none: no login", "a bearer token of at least 16 characters, without spaces"),
     Variable("CTPIPE_SERVING_METRICS_TOKEN", "`CTPIPE_SERVING_TOKEN`", "a bearer token of at least 16 characters"),
     Variable("CTPIPE_SERVING_MAX_EVENTS", "1000", "a whole number of events per request, at least 1"),
@@ -203,6 +213,17 @@ def _whole(low: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _rising_shares(raw: str) -> tuple[float, ...]:
+    share = _number(0.0, 1.0, low_open=True)
+    try:
+        shares = tuple(share(part.strip()) for part in raw.split(","))
+    except ValueError as error:
+        raise ValueError(f"holds a value that {error}") from None
+    if list(shares) != sorted(set(shares)):
+        raise ValueError("does not rise")
+    return shares
 
 
 def _matching(pattern: str, problem: str = "is not allowed") -> Callable[[str], str]:
@@ -675,6 +696,23 @@ class Settings:
             cooldown_days=self._read("CTPIPE_DRIFT_COOLDOWN_DAYS", _whole(0), defaults.cooldown_days),
             reference_rows=self._read("CTPIPE_DRIFT_REFERENCE_ROWS", _whole(100), defaults.reference_rows),
             min_new_labels=self._read("CTPIPE_DRIFT_MIN_NEW_LABELS", _whole(0), defaults.min_new_labels),
+        )
+
+    @cached_property
+    def experiment(self) -> ExperimentPolicy:
+        defaults = ExperimentPolicy()
+        return ExperimentPolicy(
+            alpha=self._read("CTPIPE_EXPERIMENT_ALPHA", _number(0.0, 0.5, low_open=True), defaults.alpha),
+            mixture_sd=self._read("CTPIPE_EXPERIMENT_MIXTURE_SD", _number(0.0, low_open=True), defaults.mixture_sd),
+            min_pairs=self._read("CTPIPE_EXPERIMENT_MIN_PAIRS", _whole(2), defaults.min_pairs),
+            harm_margin=self._read("CTPIPE_EXPERIMENT_HARM_MARGIN", _number(0.0), defaults.harm_margin),
+            ramp=self._read("CTPIPE_EXPERIMENT_RAMP", _rising_shares, defaults.ramp),
+            stage_days=self._read("CTPIPE_EXPERIMENT_STAGE_DAYS", _whole(1), defaults.stage_days),
+            horizon_days=self._read("CTPIPE_EXPERIMENT_HORIZON_DAYS", _whole(1), defaults.horizon_days),
+            max_error_rate=self._read("CTPIPE_EXPERIMENT_MAX_ERROR_RATE", _number(0.0, 1.0), defaults.max_error_rate),
+            max_p99_latency_ms=self._read(
+                "CTPIPE_EXPERIMENT_MAX_P99_MS", _number(0.0, low_open=True), defaults.max_p99_latency_ms
+            ),
         )
 
     @cached_property

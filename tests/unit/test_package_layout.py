@@ -90,7 +90,8 @@ def test_the_leaf_modules_stay_leaves():
     assert graph["ctpipe.records"] == set()
     assert graph["ctpipe.promotion"] == set()
     assert graph["ctpipe.drift"] == {"ctpipe.records"}
-    assert graph["ctpipe.settings"] <= {"ctpipe.datasets", "ctpipe.drift", "ctpipe.promotion"}
+    assert graph["ctpipe.experiment"] == set()
+    assert graph["ctpipe.settings"] <= {"ctpipe.datasets", "ctpipe.drift", "ctpipe.experiment", "ctpipe.promotion"}
 
 
 def test_the_second_example_dataset_is_reached_by_its_import_path_alone():
