@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from ctpipe.serving.upstream import free_port  # noqa: F401  (the one free-port helper; tests import it here)
 
 ROOT = Path(__file__).resolve().parents[1]
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="ctpipe-tests-"))
@@ -75,9 +76,3 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in FEAST_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     return state
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -265,9 +265,9 @@ class OnlineReader:
             ttl = view.ttl or None
             # Each entity's values once; then, per row, them or nothing (stale at that row's time).
             stamps = [stamp for stamp, _ in read]
-            found = [None if got is None else [scalar(got.get(name)) for name in names] for _, got in read]
             # Redis answers a key it never held with every field unset (stamped 1970): an unknown entity.
-            found = [None if held is None or all(v is None for v in held) else held for held in found]
+            found = [[scalar(got.get(name)) for name in names] if got else None for _, got in read]
+            found = [held if held and any(v is not None for v in held) else None for held in found]
             nothing = [None] * len(names)
             picked = []
             for row, position in enumerate(positions):

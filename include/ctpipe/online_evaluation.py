@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 from ctpipe.lake import Lake
 from ctpipe.records import Interval
+from ctpipe.serving.prediction_log import SERVED_AT
+from ctpipe.training_set import EVENT_TIMESTAMP
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -87,9 +89,9 @@ def read_predictions(predictions_dir: Path, window: Interval) -> pd.DataFrame:
     if not files:
         return pd.DataFrame()
     frame = pd.concat([pd.read_parquet(path) for path in files], ignore_index=True)
-    stamped = frame["event_timestamp"]
+    stamped = frame[EVENT_TIMESTAMP]
     frame = frame[(stamped >= window.start) & (stamped < window.end)]
-    return frame.sort_values("served_at", kind="stable").reset_index(drop=True)
+    return frame.sort_values(SERVED_AT, kind="stable").reset_index(drop=True)
 
 
 def known_labels(dataset: DatasetSpec, lake: Lake, events: Interval, as_of: datetime) -> pd.DataFrame:
@@ -177,8 +179,8 @@ def paired_differences(dataset: DatasetSpec, joined: pd.DataFrame, champion: str
     labelled = joined[joined[OUTCOME].notna()]
     one = labelled[labelled.model_version == champion].drop_duplicates(key).set_index(key)
     other = labelled[labelled.model_version == challenger].drop_duplicates(key).set_index(key)
-    both = one[["score", OUTCOME, "event_timestamp"]].join(other[["score"]], rsuffix="_challenger", how="inner")
-    both = both.sort_values("event_timestamp", kind="stable")
+    both = one[["score", OUTCOME, EVENT_TIMESTAMP]].join(other[["score"]], rsuffix="_challenger", how="inner")
+    both = both.sort_values(EVENT_TIMESTAMP, kind="stable")
     if both.empty:
         return np.zeros(0)
     return brier_differences(both["score"], both["score_challenger"], both[OUTCOME])

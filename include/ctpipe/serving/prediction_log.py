@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 
 from ctpipe.lake import atomic_path
+from ctpipe.training_set import EVENT_TIMESTAMP
 
 log = logging.getLogger(__name__)
 
 SERVED_AT = "served_at"
-EVENT_TIMESTAMP = "event_timestamp"
 
 
 def as_frame(batches: list[dict[str, np.ndarray]]) -> pd.DataFrame:
