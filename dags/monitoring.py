@@ -12,9 +12,9 @@ interval. Manual runs take `interval_end` and can `force_retrain`.
 2. **decide_retraining** branches: drift over the thresholds, no retrain requested within
    the cooldown and enough labelled events newer than the champion's cutoff to learn from
    (`CTPIPE_DRIFT_MIN_NEW_LABELS`) -> **request_retraining**, which publishes the
-   `retrain_request` asset the training DAG is scheduled on; otherwise **skip_retraining**,
-   whose return value says why (drift without new labels is noted, "waiting for labels",
-   and raised once per champion).
+   `retrain_request` asset the training DAG is scheduled on and alerts people (`CTPIPE_ALERT_*`);
+   otherwise **skip_retraining**, whose return value says why (drift without new labels is
+   noted, "waiting for labels", and raised once per champion).
 """
 
 from __future__ import annotations
@@ -52,13 +52,16 @@ def decide_retraining(drift: dict, params=None) -> str:
 
 @task(task_id=MonitoringTasks.REQUEST, outlets=[RETRAIN])
 @fail_fast_on_configuration_error
-def request_retraining(drift: dict, params=None, outlet_events=None) -> dict:
+def request_retraining(drift: dict, params=None, outlet_events=None, ti=None) -> dict:
+    from ctpipe.alerts import alert_retrain_requested
     from ctpipe.monitoring import retrain_request
     from ctpipe.records import DriftCheck
 
-    request = retrain_request(DriftCheck.from_dict(drift), forced=bool(params.get("force_retrain"))).to_dict()
-    outlet_events[RETRAIN].extra = request
-    return request
+    check = DriftCheck.from_dict(drift)
+    request = retrain_request(check, forced=bool(params.get("force_retrain")))
+    outlet_events[RETRAIN].extra = request.to_dict()
+    alert_retrain_requested(check, request, ti=ti)
+    return request.to_dict()
 
 
 @task(task_id=MonitoringTasks.SKIP)

@@ -48,7 +48,9 @@ def pytest_configure(config: pytest.Config) -> None:
             "AIRFLOW_CONN_CTPIPE_SOURCE": json.dumps({"conn_type": "sqlite", "host": str(state / "source.db")}),
         }
     )
-    for name in ("CTPIPE_LAKE_DIR", "CTPIPE_START_DATE", "MLFLOW_TRACKING_URI", *FEAST_VARIABLES):
+    # A developer's alert channels never hear from the tests: alerts go to the session's state folder.
+    alerting = [name for name in os.environ if name.startswith("CTPIPE_ALERT_")]
+    for name in ("CTPIPE_LAKE_DIR", "CTPIPE_START_DATE", "MLFLOW_TRACKING_URI", *FEAST_VARIABLES, *alerting):
         os.environ.pop(name, None)
 
 

@@ -7,7 +7,8 @@ Two kinds of place:
 * paths inside an MLflow run, which open in the MLflow UI wherever it runs
   (the model, its reference sample and lineage, the drift report, the evidence of a
   promotion decision). ``run_artifact_uri`` names them for MLflow's clients
-  (``runs:/<run>/<path>``), ``ui_link`` for a person (a link into the UI).
+  (``runs:/<run>/<path>``), ``ui_link`` for a person (a link into the UI);
+  ``model_version_link`` opens a registered model's version there.
 
 The lake's partitions are ``ctpipe.lake``'s.
 """
@@ -90,3 +91,8 @@ def ui_link(ui_url: str, experiment_id: str, run_id: str, path: str | None = Non
     """A link that opens a run, or one of its artifacts, in the MLflow UI at ``ui_url``."""
     link = f"{ui_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"{link}/artifacts/{quote(path)}" if path else link
+
+
+def model_version_link(ui_url: str, name: str, version: str) -> str:
+    """A link that opens a registered model's version in the MLflow UI at ``ui_url``."""
+    return f"{ui_url.rstrip('/')}/#/models/{quote(name, safe='')}/versions/{quote(str(version), safe='')}"

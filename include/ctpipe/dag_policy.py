@@ -1,6 +1,7 @@
-"""What every DAG of the project shares: retries, timeouts, start date, asset names and task ids.
+"""What every DAG of the project shares: retries, timeouts, the failure alert, start date, asset names and task ids.
 
-Pure Python, cheap to import: DAG files read it at parse time. A task id that other code
+Cheap to import: DAG files read it at parse time. Besides the package's light modules it
+imports only Airflow's notifier base, for the failure alert. A task id that other code
 refers to (a branch's target, an XCom pull, a test) is a constant here, the one place it
 is spelled.
 """
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from ctpipe.alert_notifier import FailureAlert
 from ctpipe.records import RecordError
 from ctpipe.settings import ConfigurationError, Settings
 
@@ -29,6 +31,8 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(minutes=1),
     "retry_exponential_backoff": True,
     "execution_timeout": timedelta(minutes=30),
+    # After the last try only (a retry calls on_retry_callback): a person hears of a task that failed for good.
+    "on_failure_callback": FailureAlert(),
 }
 
 
@@ -70,11 +74,26 @@ class TrainingTasks:
     APPROVE = "await_approval"
     PROMOTE = "promote_champion"
     KEEP = "keep_champion"
+    GO_LIVE = "start_live_experiment"
+
+
+class LiveTasks:
+    EVALUATE = "evaluate_live"
+    DECIDE = "decide_experiment"
+    ROUTE = "route_experiment"
+    APPROVE = "await_live_approval"
+    PROMOTE = "promote_challenger"
+    NO_PROMOTION = "no_promotion"
 
 
 def asset_event_extras(triggering_asset_events: Any) -> list[dict[str, Any]]:
     """The ``extra`` of every asset event that triggered a run (none for a manual run), empty ones left out."""
     return [event.extra for events in (triggering_asset_events or {}).values() for event in events if event.extra]
+
+
+def plain_utc(moment: Any) -> datetime:
+    """Airflow's pendulum time as a plain UTC datetime: pendulum drops the zone of some sums (``t - timedelta``)."""
+    return datetime.fromtimestamp(moment.timestamp(), tz=UTC)
 
 
 def task_actor(ti: Any) -> str:

@@ -52,7 +52,7 @@ def hide_passwords(text: str) -> str:
     hold ``/`` or an unescaped ``@``: everything up to the token's last ``@`` is hidden.
     """
     text = re.sub(r"(://[^/@:\s'\"]*:)[^\s'\",{}]*@", r"\1***@", text)
-    return re.sub(r"(password=)[^,}'\"\s]*", r"\1***", text, flags=re.IGNORECASE)
+    return re.sub(r"(password=)[^,}'\"\s]+", r"\1***", text, flags=re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,7 @@ VARIABLES = _variables(
     Variable("CTPIPE_EXPERIMENT_HORIZON_DAYS", "28", "a whole number of days, at least 1"),
     Variable("CTPIPE_EXPERIMENT_MAX_ERROR_RATE", "0.01", "a share between 0 and 1"),
     Variable("CTPIPE_EXPERIMENT_MAX_P99_MS", "250", "milliseconds, above 0"),
+    Variable("CTPIPE_LIVE_WINDOW_DAYS", "7", "a whole number of days, at least 1"),
     Variable("CTPIPE_SERVING_TOKEN", "none: no login", "a bearer token of at least 16 characters, without spaces"),
     Variable("CTPIPE_SERVING_METRICS_TOKEN", "`CTPIPE_SERVING_TOKEN`", "a bearer token of at least 16 characters"),
     Variable("CTPIPE_SERVING_MAX_EVENTS", "1000", "a whole number of events per request, at least 1"),
@@ -149,9 +150,37 @@ VARIABLES = _variables(
     Variable("CTPIPE_SERVING_WEBHOOK_SECRET", "none: no webhook", "an HMAC secret of at least 16 characters"),
     Variable("CTPIPE_PREDICTION_LOG_FLUSH_ROWS", "1000", "a whole number of rows, at least 1"),
     Variable("CTPIPE_PREDICTION_LOG_FLUSH_SECONDS", "2", "seconds, above 0"),
+    Variable("CTPIPE_ALERT_WEBHOOK_URL", "none", "an http(s):// URL that takes a JSON POST"),
+    Variable(
+        "CTPIPE_ALERT_WEBHOOK_SECRET",
+        "none: unsigned",
+        "an HMAC secret of at least 16 characters, without spaces; needs CTPIPE_ALERT_WEBHOOK_URL",
+    ),
+    Variable("CTPIPE_ALERT_SLACK_WEBHOOK_URL", "none", "an https:// URL: a Slack incoming webhook"),
+    Variable("CTPIPE_ALERT_SMTP_HOST", "none: no email", "a host name or IP address; needs CTPIPE_ALERT_SMTP_TO"),
+    Variable("CTPIPE_ALERT_SMTP_PORT", "587", "a TCP port, 1 to 65535"),
+    Variable("CTPIPE_ALERT_SMTP_STARTTLS", "`true`", "true or false"),
+    Variable(
+        "CTPIPE_ALERT_SMTP_USER", "none: no login", "a user name without spaces; needs CTPIPE_ALERT_SMTP_PASSWORD"
+    ),
+    Variable("CTPIPE_ALERT_SMTP_PASSWORD", "none", "the SMTP user's password; needs CTPIPE_ALERT_SMTP_USER"),
+    Variable("CTPIPE_ALERT_SMTP_FROM", "`ctpipe@localhost`", "an email address, e.g. ctpipe@example.com"),
+    Variable(
+        "CTPIPE_ALERT_SMTP_TO",
+        "none",
+        "email addresses, comma-separated, e.g. ops@example.com,ml@example.com; needs CTPIPE_ALERT_SMTP_HOST",
+    ),
+    Variable("CTPIPE_ALERT_FILE", "`<state>/alerts/alerts.jsonl`", "a file path, or none to write no file"),
 )
-# Variables whose values are secrets: an error about one never quotes it.
-SECRETS = ("CTPIPE_SERVING_TOKEN", "CTPIPE_SERVING_METRICS_TOKEN", "CTPIPE_SERVING_WEBHOOK_SECRET")
+# Variables whose values are secrets: an error about one never quotes it. A Slack webhook's URL is its secret.
+SECRETS = (
+    "CTPIPE_SERVING_TOKEN",
+    "CTPIPE_SERVING_METRICS_TOKEN",
+    "CTPIPE_SERVING_WEBHOOK_SECRET",
+    "CTPIPE_ALERT_WEBHOOK_SECRET",
+    "CTPIPE_ALERT_SLACK_WEBHOOK_URL",
+    "CTPIPE_ALERT_SMTP_PASSWORD",
+)
 FEAST_VARIABLES = ("CTPIPE_FEAST_PROJECT", *_STORE_EXAMPLES)
 # What a training pod needs to reach the same stores as the scheduler's workers. A value that carries a
 # credential (a password in a URL, a Redis password=) is never copied into the pod spec: the pod gets it
@@ -289,6 +318,63 @@ def _http_url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _endpoint(*schemes: str) -> Callable[[str], str]:
+    """A URL to POST to, kept as given: a webhook's path (even its trailing slash) is part of its address."""
+    shown = "http(s)" if "http" in schemes else "/".join(schemes)
+
+    def parse(raw: str) -> str:
+        try:
+            parts = urlsplit(raw.strip())
+            parts.port  # noqa: B018  (parsed lazily: a port that is not a number raises here)
+        except ValueError:
+            raise ValueError("is malformed") from None
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"is not an {shown} URL with a host")
+        return raw.strip()
+
+    return parse
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        raise ValueError("is not true or false")
+    return value == "true"
+
+
+def _port(raw: str) -> int:
+    port = _whole(1)(raw)
+    if port > 65535:
+        raise ValueError("is above 65535")
+    return port
+
+
+EMAIL_ADDRESS = re.compile(r"[^@\s,;<>\"']+@[^@\s,;<>\"']+")
+
+
+def _email_address(raw: str) -> str:
+    if not EMAIL_ADDRESS.fullmatch(raw.strip()):
+        raise ValueError("is not an email address")
+    return raw.strip()
+
+
+def _email_addresses(raw: str) -> tuple[str, ...]:
+    addresses = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for address in addresses:
+        if not EMAIL_ADDRESS.fullmatch(address):
+            raise ValueError(f"holds {address!r}, not an email address")
+    return addresses
+
+
+def _file_or_none(raw: str) -> Path | None:
+    if raw.strip().lower() == "none":
+        return None
+    path = Path(raw).expanduser().resolve()
+    if path.is_dir():
+        raise ValueError("is a folder, not a file")
+    return path
+
+
 def _tracking_uri(raw: str) -> str:
     """A URI MLflow has a tracking store for. A value without a scheme is refused too: MLflow would take it
     for a folder (``host:5000`` included) and use its file store, which MLflow 3 no longer accepts."""
@@ -367,6 +453,11 @@ def single_threaded_models() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def set_for_this_process(name: str, value: str) -> None:
+    """Set a variable for this process and the programs it starts: the main job's own choice of a setting."""
+    os.environ[name] = value
+
+
 def strip_credentials(url: str) -> str:
     """``url`` without the ``user:password@`` part, for a link a person follows."""
     parts = urlsplit(url)
@@ -415,6 +506,37 @@ class Serving:
     @property
     def login_required(self) -> bool:
         return self.token is not None
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """Where alerts go (``CTPIPE_ALERT_*``): every channel that is configured, several at once.
+
+    Secrets are never shown, and neither are the webhook URLs: a Slack webhook's URL is its
+    secret, and another webhook's may carry a token. ``channels`` says which are on.
+    """
+
+    channels: tuple[str, ...] = field(init=False, default=())  # webhook, slack, email, file: those configured
+    webhook_url: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)  # None: the webhook's body is not signed
+    slack_webhook_url: str | None = field(default=None, repr=False)
+    smtp_host: str | None = None  # None: no email
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_user: str | None = None  # None: no login
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_from: str = "ctpipe@localhost"
+    smtp_to: tuple[str, ...] = ()
+    file: Path | None = None  # one JSON line per alert; None: no file
+
+    def __post_init__(self) -> None:
+        configured = {
+            "webhook": self.webhook_url,
+            "slack": self.slack_webhook_url,
+            "email": self.smtp_host,
+            "file": self.file,
+        }
+        object.__setattr__(self, "channels", tuple(name for name, value in configured.items() if value))
 
 
 class Settings:
@@ -716,6 +838,11 @@ class Settings:
         )
 
     @cached_property
+    def live_window_days(self) -> int:
+        """Live evaluation's figures of a day cover the events of this many days up to it."""
+        return self._read("CTPIPE_LIVE_WINDOW_DAYS", _whole(1), 7)
+
+    @cached_property
     def serving(self) -> Serving:
         defaults = Serving()
         secret = _matching(r"\S{16,}", "is shorter than 16 characters or has spaces")
@@ -741,6 +868,46 @@ class Settings:
     def predictions_dir(self) -> Path:
         """The prediction log of the dataset's model (``ctpipe.serving.prediction_log``)."""
         return self.lake_dir / "predictions" / self.dataset.model_name
+
+    # -- alerts ---------------------------------------------------------------------------------
+
+    @cached_property
+    def alerts(self) -> Alerts:
+        """Where alerts go (``ctpipe.alerts``). The embedded default: a JSON-lines file in the state folder."""
+        defaults = Alerts()
+        alerts = Alerts(
+            webhook_url=self._read("CTPIPE_ALERT_WEBHOOK_URL", _endpoint("http", "https"), None),
+            webhook_secret=self._read(
+                "CTPIPE_ALERT_WEBHOOK_SECRET",
+                _matching(r"\S{16,}", "is shorter than 16 characters or has spaces"),
+                None,
+            ),
+            slack_webhook_url=self._read("CTPIPE_ALERT_SLACK_WEBHOOK_URL", _endpoint("https"), None),
+            smtp_host=self._read(
+                "CTPIPE_ALERT_SMTP_HOST",
+                _matching(r"[A-Za-z0-9:]([A-Za-z0-9.:-]*[A-Za-z0-9])?", "is not a host name or IP address"),
+                None,
+            ),
+            smtp_port=self._read("CTPIPE_ALERT_SMTP_PORT", _port, defaults.smtp_port),
+            smtp_starttls=self._read("CTPIPE_ALERT_SMTP_STARTTLS", _boolean, defaults.smtp_starttls),
+            smtp_user=self._read("CTPIPE_ALERT_SMTP_USER", _matching(r"\S+", "has spaces"), None),
+            smtp_password=self.raw("CTPIPE_ALERT_SMTP_PASSWORD"),
+            smtp_from=self._read("CTPIPE_ALERT_SMTP_FROM", _email_address, defaults.smtp_from),
+            smtp_to=self._read("CTPIPE_ALERT_SMTP_TO", _email_addresses, defaults.smtp_to),
+            file=self._read("CTPIPE_ALERT_FILE", _file_or_none, self.state_dir / "alerts" / "alerts.jsonl"),
+        )
+        self._needs("CTPIPE_ALERT_WEBHOOK_SECRET", "CTPIPE_ALERT_WEBHOOK_URL", "there is nothing to sign")
+        self._needs("CTPIPE_ALERT_SMTP_HOST", "CTPIPE_ALERT_SMTP_TO", "an email needs recipients")
+        self._needs("CTPIPE_ALERT_SMTP_TO", "CTPIPE_ALERT_SMTP_HOST", "there is no server to send through")
+        self._needs("CTPIPE_ALERT_SMTP_USER", "CTPIPE_ALERT_SMTP_PASSWORD", "a login needs both")
+        self._needs("CTPIPE_ALERT_SMTP_PASSWORD", "CTPIPE_ALERT_SMTP_USER", "a login needs both")
+        return alerts
+
+    def _needs(self, name: str, other: str, why: str) -> None:
+        """A ``ConfigurationError`` when ``name`` is set without ``other``: half a channel would send nothing."""
+        raw = self.raw(name)
+        if raw is not None and self.raw(other) is None:
+            raise self.error(name, raw, f"is set without {other}: {why}")
 
     def check_all(self) -> None:
         """Read every accessor once: a deployment's smoke test of its configuration."""

@@ -72,7 +72,11 @@ log = logging.getLogger(__name__)
 
 
 class ValidationGateError(RuntimeError):
-    """The interval may not pass: too many bad rows, or the schema changed."""
+    """The interval may not pass: too many bad rows, or the schema changed. ``outcome`` is what its report says."""
+
+    def __init__(self, message: str, outcome: ValidationOutcome | None = None):
+        super().__init__(message)
+        self.outcome = outcome
 
 
 # The suite's one run-time parameter: the interval the partition holds. Each row's own
@@ -533,7 +537,7 @@ def settle(
         raise RuntimeError(f"rows lost in validation: {outcome}")
     write_json(report_path, {**outcome.to_dict(), "validated_at": datetime.now(UTC).isoformat()})
     if status in ("schema_changed", "failed_threshold"):
-        raise ValidationGateError(message + f" (report: {report_path}; Data Docs: {data_docs})")
+        raise ValidationGateError(message + f" (report: {report_path}; Data Docs: {data_docs})", outcome)
     return outcome
 
 

@@ -101,6 +101,7 @@ BAD = {
     "CTPIPE_EXPERIMENT_HORIZON_DAYS": [("forever", "is not a whole number")],
     "CTPIPE_EXPERIMENT_MAX_ERROR_RATE": [("2", "is above 1")],
     "CTPIPE_EXPERIMENT_MAX_P99_MS": [("0", "is at or below 0")],
+    "CTPIPE_LIVE_WINDOW_DAYS": [("0", "is below 1"), ("a week", "is not a whole number")],
     # A secret is never quoted back: the values hold the canary password, which the message must not show.
     **{
         name: [(f"{PASSWORD} x", "is shorter than 16 characters or has spaces"), (PASSWORD, "is shorter")]
@@ -111,6 +112,33 @@ BAD = {
     "CTPIPE_SERVING_CHALLENGER_POLICY": [("canary_50", "is not one of them")],
     "CTPIPE_PREDICTION_LOG_FLUSH_ROWS": [("0", "is below 1")],
     "CTPIPE_PREDICTION_LOG_FLUSH_SECONDS": [("-1", "is at or below 0"), ("inf", "is not a finite number")],
+    "CTPIPE_ALERT_WEBHOOK_URL": [
+        ("alerts.example.com/hook", "is not an http(s) URL with a host"),
+        ("http://alerts:port/hook", "is malformed"),
+    ],
+    "CTPIPE_ALERT_WEBHOOK_SECRET": [
+        (f"{PASSWORD} x", "is shorter than 16 characters or has spaces"),
+        (f"{PASSWORD}-0123456789", "is set without CTPIPE_ALERT_WEBHOOK_URL"),
+    ],
+    "CTPIPE_ALERT_SLACK_WEBHOOK_URL": [
+        (f"http://hooks.slack.com/services/T0/B0/{PASSWORD}", "is not an https URL with a host"),
+        (f"hooks.slack.com/services/T0/B0/{PASSWORD}", "is not an https URL with a host"),
+    ],
+    "CTPIPE_ALERT_SMTP_HOST": [
+        ("smtp://mail.example.com", "is not a host name or IP address"),
+        ("mail.example.com", "is set without CTPIPE_ALERT_SMTP_TO"),
+    ],
+    "CTPIPE_ALERT_SMTP_PORT": [("0", "is below 1"), ("70000", "is above 65535"), ("smtp", "is not a whole number")],
+    "CTPIPE_ALERT_SMTP_STARTTLS": [("yes", "is not true or false")],
+    "CTPIPE_ALERT_SMTP_USER": [("ops team", "has spaces"), ("ctpipe", "is set without CTPIPE_ALERT_SMTP_PASSWORD")],
+    "CTPIPE_ALERT_SMTP_PASSWORD": [(PASSWORD, "is set without CTPIPE_ALERT_SMTP_USER")],
+    "CTPIPE_ALERT_SMTP_FROM": [("ctpipe", "is not an email address"), ("ctpipe@", "is not an email address")],
+    "CTPIPE_ALERT_SMTP_TO": [
+        ("ops@example.com; ml@example.com", "holds 'ops@example.com; ml@example.com', not an email address"),
+        ("ops@example.com, ml", "holds 'ml', not an email address"),
+        ("ops@example.com", "is set without CTPIPE_ALERT_SMTP_HOST"),
+    ],
+    "CTPIPE_ALERT_FILE": [("{empty}", "is a folder, not a file")],
 }
 CASES = [(name, value, problem) for name, cases in BAD.items() for value, problem in cases]
 
@@ -175,11 +203,15 @@ def test_the_documented_defaults_are_the_ones_in_force():
         "CTPIPE_EXPERIMENT_HORIZON_DAYS": str(settings.experiment.horizon_days),
         "CTPIPE_EXPERIMENT_MAX_ERROR_RATE": f"{settings.experiment.max_error_rate:g}",
         "CTPIPE_EXPERIMENT_MAX_P99_MS": f"{settings.experiment.max_p99_latency_ms:g}",
+        "CTPIPE_LIVE_WINDOW_DAYS": str(settings.live_window_days),
         "CTPIPE_SERVING_MAX_EVENTS": str(settings.serving.max_events),
         "CTPIPE_SERVING_POLL_SECONDS": f"{settings.serving.poll_seconds:g}",
         "CTPIPE_SERVING_CHALLENGER_POLICY": f"`{settings.serving.challenger_policy}`",
         "CTPIPE_PREDICTION_LOG_FLUSH_ROWS": str(settings.serving.log_flush_rows),
         "CTPIPE_PREDICTION_LOG_FLUSH_SECONDS": f"{settings.serving.log_flush_seconds:g}",
+        "CTPIPE_ALERT_SMTP_PORT": str(settings.alerts.smtp_port),
+        "CTPIPE_ALERT_SMTP_STARTTLS": f"`{str(settings.alerts.smtp_starttls).lower()}`",
+        "CTPIPE_ALERT_SMTP_FROM": f"`{settings.alerts.smtp_from}`",
     }
     assert {name: VARIABLES[name].default for name in in_force} == in_force
 
@@ -199,6 +231,8 @@ def test_every_default_works_with_nothing_set():
     assert settings.training_backend == "local" and settings.training_pod.image == "ctpipe-training:latest"
     assert settings.promotion.margin == 0.005 and settings.drift.window_days == 7
     assert settings.dataset.name == "lab_qc" and settings.source_conn_id == "ctpipe_source"
+    assert settings.alerts.channels == ("file",)  # alerts go to a file in the state folder, no service needed
+    assert settings.alerts.file == PROJECT_ROOT / "state" / "alerts" / "alerts.jsonl"
 
 
 def test_values_follow_the_environment(tmp_path):
@@ -291,3 +325,31 @@ def test_serving_tokens_are_read_but_never_shown():
     assert (settings.serving.token, settings.serving.metrics_token) == (token, metrics)
     assert PASSWORD not in str(settings.resolved())
     assert not Settings({}).serving.login_required
+
+
+def test_alert_channels_follow_the_settings_and_never_show_their_secrets(tmp_path):
+    slack = f"https://hooks.slack.com/services/T0/B0/{PASSWORD}"
+    settings = Settings(
+        {
+            "CTPIPE_ALERT_WEBHOOK_URL": "https://alerts.example.com/hooks/ctpipe/",
+            "CTPIPE_ALERT_WEBHOOK_SECRET": f"{PASSWORD}-webhook-secret",
+            "CTPIPE_ALERT_SLACK_WEBHOOK_URL": slack,
+            "CTPIPE_ALERT_SMTP_HOST": "smtp.example.com",
+            "CTPIPE_ALERT_SMTP_PORT": "2525",
+            "CTPIPE_ALERT_SMTP_STARTTLS": "False",
+            "CTPIPE_ALERT_SMTP_USER": "ctpipe",
+            "CTPIPE_ALERT_SMTP_PASSWORD": f"{PASSWORD}-smtp",
+            "CTPIPE_ALERT_SMTP_FROM": "ctpipe@example.com",
+            "CTPIPE_ALERT_SMTP_TO": "ops@example.com, ml@example.com,",
+            "CTPIPE_ALERT_FILE": "none",
+        }
+    )
+    alerts = settings.alerts
+    assert alerts.channels == ("webhook", "slack", "email")
+    assert alerts.webhook_url == "https://alerts.example.com/hooks/ctpipe/"  # a webhook's address is kept as given
+    assert (alerts.smtp_port, alerts.smtp_starttls) == (2525, False)
+    assert alerts.smtp_to == ("ops@example.com", "ml@example.com")
+    assert alerts.file is None
+    assert PASSWORD not in repr(alerts) and "hooks.slack.com" not in repr(alerts)
+    assert PASSWORD not in str(settings.resolved())
+    assert Settings({"CTPIPE_ALERT_FILE": str(tmp_path / "a.jsonl")}).alerts.file == tmp_path / "a.jsonl"
