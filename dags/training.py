@@ -19,6 +19,11 @@ cutoff and approval mode.
    (validation reports, Data Docs, drift report, logged to the model's run) go into the
    version's tags and description. A backfill never promotes.
 5. **route** promotes, waits for a human (`approval_mode = human`), or keeps the champion.
+   With a champion to compare against and `CTPIPE_SERVING_CHALLENGER_POLICY` set to `canary`
+   or `ab`, a passing review does not promote at once: **start_live_experiment** sends the
+   challenger its first share of live traffic, and the `online_evaluation` DAG decides on
+   the served traffic whether it ramps, is promoted (after a person's approval when
+   `approval_mode = human`) or is rolled back.
 6. **promote_champion** moves `champion` (the old one stays as `previous_champion`), but only
    while the champion is still the one the review compared against: an approval that comes
    after another promotion or a rollback is refused, with the reason on the version. Every
@@ -96,10 +101,29 @@ def evaluate_models(registered: dict, plan: dict) -> dict:
 
 
 @task.branch(task_id=TrainingTasks.ROUTE)
+@fail_fast_on_configuration_error
 def route(review: dict, plan: dict) -> str:
+    from ctpipe.records import Review
+    from ctpipe.rollout import goes_live
+
     if not review["promote"]:
         return TrainingTasks.KEEP
+    if goes_live(Review.from_dict(review), Settings.from_env()):
+        return TrainingTasks.GO_LIVE
     return TrainingTasks.APPROVE if plan["approval"] == "human" else TrainingTasks.PROMOTE
+
+
+@task(task_id=TrainingTasks.GO_LIVE)
+@fail_fast_on_configuration_error
+def start_live_experiment(review: dict, plan: dict, dag_run=None, ti=None) -> dict:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from ctpipe.records import Review
+    from ctpipe.rollout import start
+
+    if plan["backfill"] or dag_run.run_type == "backfill":
+        raise AirflowFailException("refusing to start a live experiment in a backfill run")
+    return start(Review.from_dict(review), TrainingPlan.from_dict(plan), task_actor(ti)).to_dict()
 
 
 @task(task_id=TrainingTasks.PROMOTE, trigger_rule="none_failed_min_one_success")
@@ -107,6 +131,7 @@ def route(review: dict, plan: dict) -> str:
 def promote_champion(review: dict, plan: dict, dag_run=None, ti=None) -> dict:
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+    from ctpipe.alerts import alert_promotion
     from ctpipe.records import Review
     from ctpipe.review import promote_reviewed
 
@@ -114,7 +139,9 @@ def promote_champion(review: dict, plan: dict, dag_run=None, ti=None) -> dict:
         raise AirflowSkipException("nothing to promote: no challenger was registered")
     if plan["backfill"] or dag_run.run_type == "backfill":  # the decision said so too; never move aliases
         raise AirflowFailException("refusing to promote in a backfill run")
-    return promote_reviewed(Review.from_dict(review), task_actor(ti)).to_dict()
+    promotion = promote_reviewed(Review.from_dict(review), task_actor(ti))
+    alert_promotion(promotion, model=review["name"], ti=ti)
+    return promotion.to_dict()
 
 
 @task(task_id=TrainingTasks.KEEP)
@@ -183,7 +210,7 @@ def training():
         execution_timeout=timedelta(minutes=5),
     )
     promoted = promote_champion(review, plan)
-    route(review, plan) >> [approval, promoted, keep_champion(review)]
+    route(review, plan) >> [approval, promoted, keep_champion(review), start_live_experiment(review, plan)]
     approval >> promoted
 
 

@@ -32,7 +32,7 @@ from ctpipe.datasets import get_generator
 from ctpipe.datasets.synthetic import DRIFT_KINDS, GeneratorConfig
 from ctpipe.records import Interval, RetrainRequest, TrainingPlan
 from ctpipe.serving.upstream import ServiceNotReady
-from ctpipe.settings import PROJECT_ROOT, Settings
+from ctpipe.settings import PROJECT_ROOT, Settings, set_for_this_process
 
 
 class RunFailed(RuntimeError):
@@ -218,6 +218,13 @@ def run_day(
     if check is not None and check.retrain:
         run_dag(dags["training"], interval.end, {"retrain_request": retrain_request(check).to_dict()})
         happened.append(f"{check.reason} -> {promotion_of_latest()}")
+    if traffic is not None:  # the day's live figures, and the live experiment's step when one runs
+        from ctpipe.rollout import recorded_steps, step_line
+
+        run_dag(dags["online_evaluation"], interval.end)
+        for step in recorded_steps(Settings.from_env(), interval.end):
+            if step.action != "continue":
+                happened.append(f"live experiment of version {step.challenger}: {step_line(step).removeprefix('- ')}")
     return happened
 
 
@@ -255,6 +262,7 @@ def model_story(settings: Settings, drift_start: date | None) -> list[str]:
             f"trigger: {tags.get('trigger', '')[:60]}]: {tags.get('promotion_decision', 'undecided')}; "
             f"{tags.get('promotion_reasons', '')}"
         )
+    lines += live_story(settings)
     champion = alias_version(client, name, CHAMPION)
     if champion is not None:
         metrics = {k.removeprefix("holdout."): v for k, v in champion.tags.items() if k.startswith("holdout.")}
@@ -265,6 +273,19 @@ def model_story(settings: Settings, drift_start: date | None) -> list[str]:
     runs = client.search_runs([tracking.experiment_id("monitoring")], order_by=["tags.interval_end ASC"])
     if runs:
         lines.append(drift_story([(r.data.tags["interval_end"][:10], r.data.tags) for r in runs], drift_start))
+    return lines
+
+
+def live_story(settings: Settings) -> list[str]:
+    """Each live experiment's steps but its quiet days, as recorded on the challenger's version."""
+    from ctpipe.rollout import recorded_steps, step_line
+
+    lines = []
+    for step in recorded_steps(settings):
+        if step.action == "start":
+            lines.append(f"  live experiment of version {step.challenger} against champion version {step.champion}:")
+        if step.action != "continue":
+            lines.append(f"    {step_line(step).removeprefix('- ')}")
     return lines
 
 
@@ -361,12 +382,21 @@ def main(argv: list[str] | None = None) -> None:
         "to fill it) plus the training plan's days (14)",
     )
     parser.add_argument("--no-serving", action="store_true", help="do not start the service or send it events")
+    parser.add_argument(
+        "--challenger-policy",
+        choices=("champion_only", "shadow", "canary", "ab"),
+        default=None,
+        help="how a new challenger meets traffic (CTPIPE_SERVING_CHALLENGER_POLICY); default here: canary, so a "
+        "retrained model that passes its review goes through a live experiment before it is promoted",
+    )
     parser.add_argument("--verbose", action="store_true", help="show the runs' logs here instead of in state/logs")
     args = parser.parse_args(argv)
 
     from ctpipe.seed import seed
 
     started = time.perf_counter()
+    if args.challenger_policy or Settings.from_env().raw("CTPIPE_SERVING_CHALLENGER_POLICY") is None:
+        set_for_this_process("CTPIPE_SERVING_CHALLENGER_POLICY", args.challenger_policy or "canary")
     settings = Settings.from_env()
     if args.first_model_after is None:
         args.first_model_after = settings.dataset.longest_window.days + TrainingPlan.days

@@ -18,12 +18,12 @@ both models score every request, so each labelled event gives a pair of losses:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ctpipe.lake import Lake
-from ctpipe.records import Interval
-from ctpipe.serving.prediction_log import SERVED_AT
+from ctpipe.records import Interval, LiveEvaluation
+from ctpipe.serving.prediction_log import FAILED, SERVED_AT
 from ctpipe.training_set import EVENT_TIMESTAMP
 
 if TYPE_CHECKING:
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from ctpipe.datasets.spec import DatasetSpec
+    from ctpipe.settings import Settings
+    from ctpipe.tracking import Tracking
 
 OUTCOME = "outcome"  # 1 when the label is the dataset's positive one; missing while unknown
 CALIBRATION_BINS = 10
@@ -56,6 +58,7 @@ class LiveMetrics:
     returned: bool  # False: shadow scores, logged but not answered
     served: int
     labelled: int
+    failed: int  # events the version failed to score (the champion answered them): not in the figures below
     roc_auc: float | None  # None until both outcomes have been seen
     brier: float | None
     log_loss: float | None
@@ -89,6 +92,7 @@ def read_predictions(predictions_dir: Path, window: Interval) -> pd.DataFrame:
     if not files:
         return pd.DataFrame()
     frame = pd.concat([pd.read_parquet(path) for path in files], ignore_index=True)
+    frame[FAILED] = frame[FAILED].fillna(False).astype(bool) if FAILED in frame else False
     stamped = frame[EVENT_TIMESTAMP]
     frame = frame[(stamped >= window.start) & (stamped < window.end)]
     return frame.sort_values(SERVED_AT, kind="stable").reset_index(drop=True)
@@ -120,7 +124,8 @@ def live_metrics(joined: pd.DataFrame) -> list[LiveMetrics]:
     from ctpipe.models import evaluate
 
     found = []
-    for (version, variant, returned), rows in joined.groupby(["model_version", "variant", "returned"], sort=True):
+    for (version, variant, returned), group in joined.groupby(["model_version", "variant", "returned"], sort=True):
+        rows = group[~group[FAILED]]
         labelled = rows[rows[OUTCOME].notna()]
         outcome = labelled[OUTCOME].to_numpy(dtype="int64")
         scores = labelled["score"].to_numpy(dtype="float64")
@@ -134,6 +139,7 @@ def live_metrics(joined: pd.DataFrame) -> list[LiveMetrics]:
                 returned=bool(returned),
                 served=len(rows),
                 labelled=len(labelled),
+                failed=len(group) - len(rows),
                 roc_auc=metrics.get("roc_auc"),
                 brier=float(np.mean((scores - outcome) ** 2)) if len(labelled) else None,
                 log_loss=metrics.get("log_loss"),
@@ -176,7 +182,7 @@ def paired_differences(dataset: DatasetSpec, joined: pd.DataFrame, champion: str
     from ctpipe.experiment import brier_differences
 
     key = dataset.events.key
-    labelled = joined[joined[OUTCOME].notna()]
+    labelled = joined[joined[OUTCOME].notna() & ~joined[FAILED]]
     one = labelled[labelled.model_version == champion].drop_duplicates(key).set_index(key)
     other = labelled[labelled.model_version == challenger].drop_duplicates(key).set_index(key)
     both = one[["score", OUTCOME, EVENT_TIMESTAMP]].join(other[["score"]], rsuffix="_challenger", how="inner")
@@ -184,3 +190,143 @@ def paired_differences(dataset: DatasetSpec, joined: pd.DataFrame, champion: str
     if both.empty:
         return np.zeros(0)
     return brier_differences(both["score"], both["score_challenger"], both[OUTCOME])
+
+
+# -- a day's live evaluation, recorded in MLflow ---------------------------------------------------
+
+LIVE_RUN_TAG = "live_version"  # a version's run of live figures, in the dataset's live experiment
+LIVE_PLOT = "evidence/live_metrics.png"  # in the version's training run: its live figures over time
+PLOTTED = ("brier", "roc_auc")
+
+
+def figure_key(metrics: LiveMetrics) -> str:
+    return f"{metrics.variant}.{'answered' if metrics.returned else 'shadow'}"
+
+
+def figures(metrics: LiveMetrics) -> dict[str, float]:
+    """A version's live figures in one variant, as MLflow metrics: those not known yet are left out."""
+    values: dict[str, float | None] = {
+        "served": metrics.served,
+        "labelled": metrics.labelled,
+        "coverage": metrics.coverage,
+        "failed": metrics.failed,
+        "roc_auc": metrics.roc_auc,
+        "brier": metrics.brier,
+        "log_loss": metrics.log_loss,
+        "positive_rate": metrics.positive_rate,
+        "latency_p50_ms": metrics.latency_p50_ms,
+        "latency_p95_ms": metrics.latency_p95_ms,
+        "latency_p99_ms": metrics.latency_p99_ms,
+    }
+    return {f"{figure_key(metrics)}.{k}": float(v) for k, v in values.items() if v is not None}
+
+
+def evaluate_day(as_of: datetime, settings: Settings | None = None) -> LiveEvaluation:
+    """The live figures as known at ``as_of``, over the events of the window ending there; logged to MLflow.
+
+    Each version has one run in the dataset's ``live`` experiment; a day is one step of its
+    metrics (``<variant>.<answered|shadow>.<metric>``), stamped with the day, so the MLflow UI
+    charts them over time. Evaluating a day again logs nothing twice. The version's training
+    run gets a plot of the live Brier score and ROC AUC of every version served in the window
+    (``evidence/live_metrics.png``), linked from the version's ``evidence.live_metrics`` tag.
+    """
+    from ctpipe.settings import Settings
+    from ctpipe.tracking import connect
+
+    settings = settings or Settings.from_env()
+    dataset = settings.dataset
+    window = Interval(as_of - timedelta(days=settings.live_window_days), as_of)
+    predictions = read_predictions(settings.predictions_dir, window)
+    if predictions.empty:
+        return LiveEvaluation(as_of=as_of, window=window, predictions=0)
+    joined = join_labels(dataset, predictions, known_labels(dataset, Lake(settings.lake_dir), window, as_of))
+    found = live_metrics(joined)
+    tracking = connect(settings)
+    by_version: dict[str, dict[str, float]] = {}
+    for metrics in found:
+        by_version.setdefault(metrics.version, {}).update(figures(metrics))
+    runs = {
+        version: _log_day(tracking, dataset.model_name, version, as_of, values)
+        for version, values in by_version.items()
+    }
+    for version in runs:
+        _plot_evidence(tracking, dataset.model_name, version, runs)
+    return LiveEvaluation(
+        as_of=as_of,
+        window=window,
+        predictions=len(predictions),
+        figures={f"{m.version} {figure_key(m).replace('.', ' ')}": _summary(m) for m in found},
+        runs=runs,
+    )
+
+
+def _summary(metrics: LiveMetrics) -> dict[str, float]:
+    shown = {"served": metrics.served, "labelled": metrics.labelled, "brier": metrics.brier, "roc_auc": metrics.roc_auc}
+    return {k: float(v) for k, v in shown.items() if v is not None}
+
+
+def day_step(as_of: datetime) -> int:
+    """A day's step in the live runs' metrics: days since 1970-01-01, so every version's steps line up."""
+    return int(as_of.timestamp() // 86_400)
+
+
+def _live_run(tracking: Tracking, name: str, version: str) -> str:
+    experiment_id = tracking.experiment_id("live")
+    found = tracking.client.search_runs([experiment_id], f"tags.{LIVE_RUN_TAG} = '{version}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    run = tracking.client.create_run(
+        experiment_id, run_name=f"live: {name} version {version}", tags={LIVE_RUN_TAG: version, "model": name}
+    )
+    return run.info.run_id
+
+
+def _log_day(tracking: Tracking, name: str, version: str, as_of: datetime, values: dict[str, float]) -> str:
+    from mlflow.entities import Metric
+
+    run_id = _live_run(tracking, name, version)
+    step = day_step(as_of)
+    logged = tracking.client.get_run(run_id).data.metrics  # the newest value of each key
+    fresh = {k: v for k, v in values.items() if not _logged_at(tracking, run_id, k, step, k in logged)}
+    stamp = int(as_of.timestamp() * 1000)
+    tracking.client.log_batch(run_id, metrics=[Metric(k, v, stamp, step) for k, v in sorted(fresh.items())])
+    return run_id
+
+
+def _logged_at(tracking: Tracking, run_id: str, key: str, step: int, ever: bool) -> bool:
+    return ever and any(m.step == step for m in tracking.client.get_metric_history(run_id, key))
+
+
+def _plot_evidence(tracking: Tracking, name: str, version: str, runs: dict[str, str]) -> None:
+    """The versions' live Brier score and ROC AUC over time, as answered, into ``version``'s evidence."""
+    import tempfile
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(PLOTTED), figsize=(11, 4))
+    for axis, metric in zip(axes, PLOTTED, strict=True):
+        for shown, run_id in sorted(runs.items(), key=lambda kv: int(kv[0])):
+            for key in (f"champion.answered.{metric}", f"challenger.answered.{metric}", f"challenger.shadow.{metric}"):
+                history = sorted(tracking.client.get_metric_history(run_id, key), key=lambda m: m.step)
+                if history:
+                    days = [datetime.fromtimestamp(m.timestamp / 1000, tz=UTC).date() for m in history]
+                    role = key.rsplit(".", 1)[0].replace(".", ", ")
+                    axis.plot(days, [m.value for m in history], marker="o", label=f"version {shown} ({role})")
+        axis.set_title(f"live {metric} (labels as known each day)")
+        axis.tick_params(axis="x", rotation=30)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize="small")
+    figure.suptitle(f"{name}: live figures by version")
+    figure.tight_layout()
+    details = tracking.client.get_model_version(name, version)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(LIVE_PLOT).name
+        figure.savefig(path, dpi=90)
+        tracking.client.log_artifact(details.run_id, str(path), str(Path(LIVE_PLOT).parent))
+    plt.close(figure)
+    link = tracking.artifact_link(details.run_id, LIVE_PLOT)
+    tracking.client.set_model_version_tag(name, version, "evidence.live_metrics", link)

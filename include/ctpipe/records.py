@@ -407,3 +407,54 @@ class Promotion(Record):
     previous_champion: str | None
     reason: str
     moves: tuple[AliasMove, ...] = ()
+
+
+# -- the live half ------------------------------------------------------------------------------
+
+LiveAction = Literal["start", "continue", "ramp", "promote", "roll_back", "stop"]
+
+
+@dataclass(frozen=True)
+class LiveEvaluation(Record):
+    """One day's live figures: the window of events evaluated, labels as known at ``as_of``, per version."""
+
+    as_of: datetime
+    window: Interval
+    predictions: int  # logged scores in the window, every version and variant
+    figures: dict[str, dict[str, float]] = field(default_factory=dict)  # "<version> <variant> <answered|shadow>"
+    runs: dict[str, str] = field(default_factory=dict)  # version -> its MLflow run of live figures
+
+
+@dataclass(frozen=True)
+class Experiment(Record):
+    """A challenger's live experiment against the champion: kept as one tag on the challenger's version."""
+
+    name: str
+    champion: str  # the version it is compared with; the experiment ends if the champion moves
+    challenger: str
+    policy: Literal["canary", "ab"]
+    started: datetime  # events from here on are its evidence
+    approval: ApprovalMode = "auto"
+    stage: int = 0  # on the ramp
+    days: int = 0
+    stage_days: int = 0
+    decided_through: datetime | None = None  # the end of the last day decided: a day is decided once
+    outcome: LiveAction | None = None  # set once it ended: promote, roll_back or stop
+
+
+@dataclass(frozen=True)
+class ExperimentStep(Record):
+    """One day's decision on a live experiment, with its evidence: what the version's record shows."""
+
+    name: str
+    champion: str
+    challenger: str
+    day: datetime  # the end of the day decided
+    action: LiveAction
+    share: float  # the challenger's share after the step
+    reasons: tuple[str, ...]
+    pairs: int = 0
+    mean_difference: float = 0.0  # champion's Brier minus the challenger's: positive, the challenger is better
+    lower: float | None = None  # the always-valid interval for it; None before there is one
+    upper: float | None = None
+    approval: ApprovalMode = "auto"

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 VARIABLE = "MLFLOW_TRACKING_URI"
 # Seconds to wait for a tracking server to connect, then to answer its health check.
 HEALTH_TIMEOUT = (5.0, 10.0)
-KINDS = ("training", "monitoring")
+KINDS = ("training", "monitoring", "live")
 
 
 class TrackingAuthError(ConfigurationError):

@@ -138,6 +138,26 @@ def test_monitoring_can_force_a_retrain_and_feeds_training(dags):
 
 def test_promotion_waits_for_approval_only_on_its_branch(dags):
     training = dags["training"]
-    assert training.get_task("route").downstream_task_ids == {"await_approval", "promote_champion", "keep_champion"}
+    assert training.get_task("route").downstream_task_ids == {
+        "await_approval",
+        "promote_champion",
+        "keep_champion",
+        "start_live_experiment",
+    }
     assert training.get_task("await_approval").downstream_task_ids == {"promote_champion"}
     assert training.get_task("promote_champion").trigger_rule == "none_failed_min_one_success"
+
+
+def test_the_live_experiment_is_decided_daily_and_promotes_only_on_its_branch(dags):
+    from airflow.sdk import CronDataIntervalTimetable
+
+    live = dags["online_evaluation"]
+    assert isinstance(live.timetable, CronDataIntervalTimetable)
+    assert live.get_task("evaluate_live").downstream_task_ids == {"decide_experiment"}
+    assert live.get_task("route_experiment").downstream_task_ids == {
+        "await_live_approval",
+        "promote_challenger",
+        "no_promotion",
+    }
+    assert live.get_task("await_live_approval").downstream_task_ids == {"promote_challenger"}
+    assert live.get_task("promote_challenger").trigger_rule == "none_failed_min_one_success"

@@ -280,9 +280,20 @@ def test_a_canary_sends_its_share_and_assignment_is_sticky(service, deployment):
     events = [{**events[i % len(events)], "order_id": f"O{NEXT_DAY:%Y%m%d}-{i:05d}"} for i in range(n)]
     set_policy(deployment["client"], DATASET.model_name, "canary", "person: tests", "canary test", share, "order_id")
     wait_for(service, lambda m: (m["policy"]["in_force"], m["policy"]["share"]) == ("canary", share))
-    first = predict(service, events).json()["predictions"]
+    first = predict(service, events, headers={"X-Request-ID": "canary"}).json()["predictions"]
     to_challenger = [p["variant"] == "challenger" for p in first]
     assert {p["version"] for p in first if p["variant"] == "challenger"} == {deployment["challenger"]}
+    # Both models scored every event, so each labelled one gives the experiment a pair; one answer was returned.
+    time.sleep(1.5)
+    log = logged(deployment)
+    rows = log[log["request_id"] == "canary"]
+    for variant, version in (("champion", deployment["champion"]), ("challenger", deployment["challenger"])):
+        mine = rows[rows["variant"] == variant].set_index("order_id").loc[[e["order_id"] for e in events]]
+        assert set(mine["model_version"]) == {version}
+        answered = [p["variant"] == variant for p in first]
+        assert mine["returned"].tolist() == answered
+        scores = [p["score"] for p in first]
+        assert np.allclose(mine["score"].to_numpy()[answered], np.array(scores)[answered])
     # Within the 99% binomial interval around the setting.
     half_width = 2.576 * math.sqrt(share * (1 - share) / n)
     assert abs(sum(to_challenger) / n - share) <= half_width, sum(to_challenger)

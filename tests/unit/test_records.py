@@ -12,9 +12,12 @@ from ctpipe import records
 from ctpipe.records import (
     AliasMove,
     DriftCheck,
+    Experiment,
+    ExperimentStep,
     Extraction,
     FeatureBuild,
     Interval,
+    LiveEvaluation,
     Promotion,
     Publication,
     Record,
@@ -66,6 +69,12 @@ EXAMPLES: list[Record] = [
     Review("lab_qc_failure", "1", True, ("no champion yet",), None, {"roc_auc": 0.8}, None, 600),
     AliasMove("champion", "3", "4", CUTOFF, "Airflow training / run / promote_champion", "promoted"),
     Promotion("4", True, "4", "3", "fresh", (AliasMove("champion", None, "4", CUTOFF, "me", "first"),)),
+    LiveEvaluation(CUTOFF, DAY, 812, {"4 challenger answered": {"served": 40.0, "brier": 0.12}}, {"4": "run9"}),
+    LiveEvaluation(CUTOFF, DAY, 0),
+    Experiment("lab_qc_failure", "3", "4", "canary", CUTOFF),
+    Experiment("lab_qc_failure", "3", "4", "ab", CUTOFF, "human", 2, 5, 1, CUTOFF, "promote"),
+    ExperimentStep("lab_qc_failure", "3", "4", CUTOFF, "start", 0.05, ("review passed",)),
+    ExperimentStep("lab_qc_failure", "3", "4", CUTOFF, "ramp", 0.25, ("held",), 812, 0.012, 0.001, 0.023, "human"),
 ]
 
 

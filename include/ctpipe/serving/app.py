@@ -56,7 +56,7 @@ from ctpipe.services import ServiceUnavailableError
 from ctpipe.serving.json_logs import REQUEST_ID
 from ctpipe.serving.live_models import LiveModels, Snapshot
 from ctpipe.serving.metrics import Metrics
-from ctpipe.serving.prediction_log import EVENT_TIMESTAMP, SERVED_AT, PredictionLog
+from ctpipe.serving.prediction_log import EVENT_TIMESTAMP, FAILED, SERVED_AT, PredictionLog
 from ctpipe.serving.schema import (
     LoadedVersion,
     ModelsResponse,
@@ -93,6 +93,7 @@ class Scored:
     rows: np.ndarray  # positions in the request
     scores: np.ndarray
     returned: bool
+    failed: bool = False  # the model raised: no scores (NaN), the champion answered
 
 
 def scores_its_example(dataset: DatasetSpec, model: Any) -> None:
@@ -193,6 +194,8 @@ class PredictionService:
         for part in scored:
             if part.returned:
                 answer[part.rows], variant[part.rows], version[part.rows] = part.scores, part.variant, part.version
+            if part.failed:
+                continue
             self.metrics.predictions.labels(part.variant, part.version, str(part.returned).lower()).inc(len(part.rows))
             histogram = self.metrics.scores.labels(part.variant, part.version)
             for score in part.scores:
@@ -223,24 +226,33 @@ class PredictionService:
         champion, challenger, policy = snapshot.champion, snapshot.challenger, snapshot.policy
         assert champion is not None
         everyone = np.arange(len(inputs))
+        first = failure_probability(champion.model, inputs)  # the champion failing fails the request
         if challenger is None:
-            return [Scored("champion", champion.version, everyone, failure_probability(champion.model, inputs), True)]
-        if policy.policy == "shadow":
-            shadow = failure_probability(challenger.model, inputs)
-            return [
-                Scored("champion", champion.version, everyone, failure_probability(champion.model, inputs), True),
-                Scored("challenger", challenger.version, everyone, shadow, False),
-            ]
-        key = policy.key or self.dataset.entity
-        chosen = np.array(to_challenger(policy, [str(v) for v in given[key]], challenger.version), dtype=bool)
+            return [Scored("champion", champion.version, everyone, first, True)]
+        # Shadow, canary and A/B: both models score every row, so each labelled request gives the experiment a pair
+        # of losses (``ctpipe.online_evaluation.paired_differences``); the assignment decides only whose answer
+        # returns (in shadow, always the champion's).
+        chosen = np.zeros(len(inputs), dtype=bool)
+        if policy.policy != "shadow":
+            key = policy.key or self.dataset.entity
+            chosen[:] = to_challenger(policy, [str(v) for v in given[key]], challenger.version)
+        try:
+            second = failure_probability(challenger.model, inputs)
+        except Exception:
+            # A challenger that cannot score costs no answer: the champion answers its rows. The failure is logged
+            # (``failed``) and counted: the experiment's error-rate guardrail reads it and rolls the canary back.
+            log.exception("challenger version %s failed to score; the champion answered", challenger.version)
+            self.metrics.model_failures.labels("challenger", challenger.version).inc(len(inputs))
+            failed = Scored("challenger", challenger.version, everyone, np.full(len(inputs), np.nan), False, True)
+            return [Scored("champion", champion.version, everyone, first, True), failed]
         parts = []
-        for variant, model, rows in (
-            ("champion", champion, everyone[~chosen]),
-            ("challenger", challenger, everyone[chosen]),
+        for variant, version, scores, answers in (
+            ("champion", champion.version, first, ~chosen),
+            ("challenger", challenger.version, second, chosen),
         ):
-            if len(rows):
-                scores = failure_probability(model.model, inputs.iloc[rows])
-                parts.append(Scored(variant, model.version, rows, scores, True))
+            for returned, rows in ((True, everyone[answers]), (False, everyone[~answers])):
+                if len(rows):
+                    parts.append(Scored(variant, version, rows, scores[rows], returned))
         return parts
 
     def _log(
@@ -274,6 +286,7 @@ class PredictionService:
                 "latency_ms": np.full(n, latency_ms),
                 "unknown_entity": unknown[rows],
                 "stale_features": stale[rows],
+                FAILED: np.full(n, part.failed),
             }
             logged |= {f"input.{name}": column[rows] for name, column in values.items()}
             self.log.append(logged)

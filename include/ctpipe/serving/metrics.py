@@ -10,6 +10,8 @@ modules imported after it, to its file-backed multi-process mode.
 * ``ctpipe_serving_predictions_total{variant, version, returned}``: events scored, shadow
   scores (``returned="false"``) included;
 * ``ctpipe_serving_prediction_score{variant, version}``: the scores' distribution;
+* ``ctpipe_serving_model_failures_total{variant, version}``: events a challenger failed to
+  score (the champion answered them);
 * ``ctpipe_serving_missing_features_total{reason}``: events scored without their entity's
   features, because the store held none (``unknown_entity``) or they were older than the
   TTL (``stale``);
@@ -55,6 +57,9 @@ class Metrics:
         )
         self.scores = Histogram(
             "ctpipe_serving_prediction_score", "Scores", ["variant", "version"], buckets=SCORE_BUCKETS, registry=r
+        )
+        self.model_failures = Counter(
+            "ctpipe_serving_model_failures", "Events a model failed to score", ["variant", "version"], registry=r
         )
         self.missing = Counter(
             "ctpipe_serving_missing_features", "Events scored without their entity's features", ["reason"], registry=r

@@ -31,6 +31,7 @@ from ctpipe.training_set import EVENT_TIMESTAMP
 log = logging.getLogger(__name__)
 
 SERVED_AT = "served_at"
+FAILED = "failed"  # the model raised on the row: no score; the champion answered (older files lack it)
 
 
 def as_frame(batches: list[dict[str, np.ndarray]]) -> pd.DataFrame:

@@ -11,6 +11,10 @@ and read by the service with the aliases. The policies:
 * ``canary``: a share (``share``, small) of the entities is answered by the challenger;
 * ``ab``: the same with a split (``share``, default one half).
 
+In a canary or an A/B test both models score every request, as in shadow, and both scores
+are logged; the assignment decides only whose answer is returned. So every labelled request
+gives the live experiment (``ctpipe.rollout``) a pair of losses on the same event.
+
 A policy other than ``champion_only`` needs a challenger distinct from the champion;
 without one the champion answers everything. Assignment is sticky: a hash of the request's
 ``key`` column (the entity by default) and the challenger's version places each value on
@@ -41,6 +45,7 @@ POLICIES: tuple[Policy, ...] = get_args(Policy)
 TAG = "traffic_policy"
 PERSON, PIPELINE = "person: ", "pipeline: "  # who set a policy: a person's choice outlives new challengers
 DEFAULT_SHARES = {"champion_only": 0.0, "shadow": 0.0, "canary": 0.05, "ab": 0.5}
+LIVE_POLICIES: tuple[Policy, ...] = ("canary", "ab")  # the challenger answers: a live experiment (ctpipe.rollout)
 
 
 @dataclass(frozen=True)
@@ -123,10 +128,17 @@ def set_policy(
 
 
 def policy_for_new_challenger(client: MlflowClient, name: str, default: Policy, by: str, version: str) -> TrafficPolicy:
-    """What the training DAG does on registering a challenger: a policy a person chose stays; else ``default``."""
+    """What the training DAG does on registering a challenger: a policy a person chose stays; else ``default``.
+
+    A challenger answers no request before its review: with a ``canary`` or ``ab`` default it
+    shadows until a passing review starts its live experiment (``ctpipe.rollout.start``).
+    """
     current = read_policy(client, name)
     if current.set_by.startswith(PERSON):
         return current
+    if default in LIVE_POLICIES:
+        why = f"new challenger, version {version}: shadow until its review passes, then a live {default}"
+        return set_policy(client, name, "shadow", f"{PIPELINE}{by}", why)
     return set_policy(client, name, default, f"{PIPELINE}{by}", f"new challenger, version {version}: the default")
 
 
