@@ -62,6 +62,11 @@ def drift_report_name(interval: Interval) -> str:
     return f"{interval.key}.html"
 
 
+def served_drift_report(settings: Settings, interval: Interval) -> Path:
+    """The Evidently HTML report comparing the inputs the champion served in the window with its reference."""
+    return drift_reports_dir(settings) / f"served_{drift_report_name(interval)}"
+
+
 def drift_reports_dir(settings: Settings) -> Path:
     return settings.reports_dir / "drift"
 

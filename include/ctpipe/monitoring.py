@@ -7,6 +7,14 @@ covers every model input and the champion's predictions. Each column's threshold
 calibrated on the reference at this check's sizes and lag (``ctpipe.drift.calibrate``);
 the statistics and the decision are ``ctpipe.drift``'s.
 
+The inputs and scores the champion really served in the window (the prediction log's
+``input.<column>`` and ``score``) are compared with the same reference in a second report
+(``served_<interval>.html``), recorded beside the first (``served.drift.<column>``, the tag
+``served_drifted_columns``, a clause of the reason). It informs and does not decide: the
+thresholds are calibrated for the validated window, and the served events are a sample of
+it, so a difference between the two comparisons points at a skew between what the pipeline
+computes and what the service assembles.
+
 Every check is an MLflow run of the monitoring experiment, with the Evidently HTML
 report, the distances (``drift.<column>``) and their thresholds (``threshold.<column>``)
 as metrics, and the decision, its reason and how the thresholds were calibrated as tags; the report is also
@@ -41,6 +49,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
+
+# Fewer served events than this in a window are too few to compare; the check says nothing of them.
+MIN_SERVED_ROWS = 100
 
 
 def check(interval: Interval, settings: Settings | None = None) -> DriftCheck:
@@ -92,6 +103,13 @@ def check(interval: Interval, settings: Settings | None = None) -> DriftCheck:
     report_path = artifacts.drift_report(settings, interval)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     snapshot.save_html(str(report_path))
+    # What the champion really saw: the inputs and scores it served in the window, against the same reference.
+    served = served_inputs(settings, window, str(champion.version))
+    served_summary = None
+    if len(served) >= MIN_SERVED_ROWS:
+        served_snapshot, served_summary = run_report(reference, served, numeric, categorical, thresholds, policy)
+        served_path = artifacts.served_drift_report(settings, interval)
+        served_snapshot.save_html(str(served_path))
 
     experiment_id = tracking.experiment_id("monitoring")
     # New evidence: labelled events newer than the champion's cutoff, known by the end of this interval.
@@ -106,6 +124,12 @@ def check(interval: Interval, settings: Settings | None = None) -> DriftCheck:
         new_labels=new_labels,
         cutoff=fitted.cutoff,
     )
+    if served_summary is not None:
+        reason += (
+            f"; served inputs ({len(served)} events the champion scored): "
+            f"{len(served_summary['drifted_columns'])} of {len(numeric) + len(categorical)} drifted"
+            + (", predictions drifted" if served_summary["prediction_drifted"] else "")
+        )
     alert = _alert_once(tracking, interval, str(champion.version), decision, reason)
     run = client.create_run(experiment_id, run_name=f"drift @ {interval.end:%Y-%m-%d}")
     run_id = run.info.run_id
@@ -120,6 +144,8 @@ def check(interval: Interval, settings: Settings | None = None) -> DriftCheck:
         "drifted_columns": ",".join(summary["drifted_columns"]),
         "report_uri": report_uri,
         "calibration": summary["calibration"],
+        "served_rows": str(len(served)),
+        "served_drifted_columns": ",".join(served_summary["drifted_columns"]) if served_summary else "",
     }.items():
         client.set_tag(run_id, key, value)
     metrics = {
@@ -130,6 +156,13 @@ def check(interval: Interval, settings: Settings | None = None) -> DriftCheck:
         **{f"drift.{c}": s for c, s in summary["column_scores"].items()},
         **{f"threshold.{c}": t for c, t in summary["column_thresholds"].items()},
     }
+    if served_summary is not None:
+        metrics |= {
+            "served.drifted_share": served_summary["drifted_share"],
+            "served.prediction_score": served_summary["prediction_score"],
+            **{f"served.drift.{c}": v for c, v in served_summary["column_scores"].items()},
+        }
+        client.log_artifact(run_id, str(artifacts.served_drift_report(settings, interval)), artifacts.DRIFT_REPORT_DIR)
     for key, value in metrics.items():
         client.log_metric(run_id, key, value)
     client.log_artifact(run_id, str(report_path), artifacts.DRIFT_REPORT_DIR)
@@ -146,6 +179,26 @@ def check(interval: Interval, settings: Settings | None = None) -> DriftCheck:
         report_uri=report_uri,
         mlflow_run_id=run_id,
     )
+
+
+def served_inputs(settings: Settings, window: Interval, version: str) -> pd.DataFrame:
+    """The model inputs and scores ``version`` served for the events of ``window``, once per event, from the log.
+
+    The prediction log holds what the service assembled (``input.<column>``), so this is
+    what the model really saw, skew and all; its score is the prediction column.
+    """
+    import pandas as pd
+
+    from ctpipe.online_evaluation import read_predictions
+    from ctpipe.serving.prediction_log import FAILED
+
+    logged = read_predictions(settings.predictions_dir, window)
+    if logged.empty:
+        return pd.DataFrame()
+    mine = logged[(logged.model_version == version) & ~logged[FAILED]]
+    mine = mine.drop_duplicates(settings.dataset.events.key, keep="first")
+    inputs = {c.removeprefix("input."): mine[c] for c in mine.columns if c.startswith("input.")}
+    return pd.DataFrame({**inputs, PREDICTION: mine["score"]}).reset_index(drop=True)
 
 
 def _reference_sample(tracking: Tracking, run_id: str) -> pd.DataFrame:

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from ctpipe.datasets import get_dataset
 from ctpipe.lake import QUARANTINE_REASONS, Lake
+from ctpipe.training_set import model_columns
 
 from ..unit.sources import where_every_row_is
 from .conftest import SHOP, SHOP_DAYS
@@ -100,6 +101,15 @@ def test_a_model_is_registered_under_its_name_and_no_stationary_check_flags_drif
     }
     assert all(not columns for columns in flagged.values()), flagged
     assert {c.data.tags["decision"] for c in checks} == {"skip"}
+    # Once the service answered, each check also compares what the champion really served with its reference.
+    served = [c for c in checks if int(c.data.tags["served_rows"]) > 0]
+    assert [c.data.tags["interval_end"][:10] for c in served] == ["2026-01-23", "2026-01-24", "2026-01-25"]
+    numeric, categorical = model_columns(DATASET)
+    for check in served:
+        assert {f"served.drift.{c}" for c in [*numeric, *categorical]} <= set(check.data.metrics)
+        assert "served inputs (" in check.data.tags["reason"]
+        reports = [a.path for a in client.list_artifacts(check.info.run_id, "drift_report")]
+        assert any(path.split("/")[-1].startswith("served_") for path in reports), reports
     assert "Drift checks: 4, drift flagged on 0 days, first on none; retrains requested: 0" in out
     assert "drift starts" not in out  # the job seeded none
 
