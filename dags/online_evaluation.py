@@ -19,6 +19,8 @@ same figures.
 3. **route_experiment** sends a decision to promote to **promote_challenger** (through
    **await_live_approval** when the training plan asked for a person's approval); the
    promotion is the registry's, as after an offline review, and is on the audit trail.
+   **close_experiment** stands the challenger down if that promotion did not happen (a person
+   rejected it, or the champion had moved): the champion answers everything again.
 """
 
 from __future__ import annotations
@@ -90,6 +92,18 @@ def promote_challenger(step: dict, dag_run=None, ti=None) -> dict:
     return promotion.to_dict()
 
 
+@task(task_id=LiveTasks.CLOSE, trigger_rule="all_done")
+@fail_fast_on_configuration_error
+def close_experiment(step: dict | None, ti=None) -> str:
+    from ctpipe.records import ExperimentStep
+    from ctpipe.rollout import close_unpromoted
+
+    if not step:
+        return "no live experiment decided today"
+    closed = close_unpromoted(ExperimentStep.from_dict(step), task_actor(ti))
+    return "nothing to close" if closed is None else "; ".join(closed.reasons)
+
+
 @task(task_id=LiveTasks.NO_PROMOTION)
 def no_promotion(step: dict) -> str:
     return f"{step['action']}: " + "; ".join(step["reasons"])
@@ -115,7 +129,7 @@ def online_evaluation():
     )
     promoted = promote_challenger(step)
     route_experiment(step) >> [approval, promoted, no_promotion(step)]
-    approval >> promoted
+    approval >> promoted >> close_experiment(step)
 
 
 online_evaluation()

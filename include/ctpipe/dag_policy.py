@@ -83,6 +83,7 @@ class LiveTasks:
     ROUTE = "route_experiment"
     APPROVE = "await_live_approval"
     PROMOTE = "promote_challenger"
+    CLOSE = "close_experiment"
     NO_PROMOTION = "no_promotion"
 
 

@@ -22,6 +22,8 @@ module reads and moves the registry and the traffic policy, and writes the recor
   stops: it compared against a model that no longer answers.
 * ``promote``: through ``ctpipe.registry.promote``, the offline review's code, with the
   champion the experiment compared against: a promotion never acts on a stale comparison.
+  ``close_unpromoted`` stands the challenger down when a decision to promote was rejected by
+  a person or refused.
 
 Every step is recorded where MLflow's model review shows it: a tag per step
 (``experiment_step.<NNN>``: action, share, reasons, pairs, difference and interval), the
@@ -201,6 +203,32 @@ def promote(step: ExperimentStep, by: str, settings: Settings | None = None) -> 
     outcome = "promoted" if promotion.promoted else f"not promoted: {promotion.reason}"
     _describe(client, step.name, step.challenger, f"- {_now():%Y-%m-%d %H:%M} UTC: {outcome} ({by})")
     return promotion
+
+
+def close_unpromoted(step: ExperimentStep, by: str, settings: Settings | None = None) -> ExperimentStep | None:
+    """After a decision to promote that was not carried out (a person rejected it, or the champion moved and the
+    promotion was refused as stale): the challenger stands down and the champion answers everything again.
+
+    None when there is nothing to close: the step was not a promotion, or the version is champion now.
+    """
+    settings = settings or Settings.from_env()
+    client = connect(settings).client
+    champion = registry.alias_version(client, step.name, registry.CHAMPION)
+    if step.action != "promote" or (champion is not None and str(champion.version) == step.challenger):
+        return None
+    version = client.get_model_version(step.name, step.challenger)
+    if version.tags.get(STATUS_TAG) in ("stopped", "rolled_back"):  # closed already: a rerun changes nothing
+        return None
+    experiment = Experiment.from_dict(json.loads(version.tags[EXPERIMENT_TAG]))
+    why = (
+        f"the decision to promote on {step.day:%Y-%m-%d} was not carried out (a person rejected it, or the "
+        "promotion was refused as stale): the champion stays"
+    )
+    closed = _step(experiment, _now(), "stop", 0.0, (why,))
+    _stand_down(client, experiment, closed, by)
+    client.set_model_version_tag(step.name, step.challenger, STATUS_TAG, "stopped")
+    _describe(client, step.name, step.challenger, step_line(closed))
+    return closed
 
 
 def gather_evidence(settings: Settings, experiment: Experiment, day_end: datetime) -> Evidence:

@@ -161,3 +161,5 @@ def test_the_live_experiment_is_decided_daily_and_promotes_only_on_its_branch(da
     }
     assert live.get_task("await_live_approval").downstream_task_ids == {"promote_challenger"}
     assert live.get_task("promote_challenger").trigger_rule == "none_failed_min_one_success"
+    assert live.get_task("promote_challenger").downstream_task_ids == {"close_experiment"}
+    assert live.get_task("close_experiment").trigger_rule == "all_done"

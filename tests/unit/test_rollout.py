@@ -172,6 +172,29 @@ def test_a_better_challenger_starts_as_a_canary_ramps_and_is_promoted_on_the_rec
     assert rollout.decide_day(day_end(day + 1), BY, settings) is None  # ended: nothing is running
 
 
+def test_a_promotion_a_person_rejected_stands_the_challenger_down(deployment):
+    settings, client, review, champion, challenger = deployment
+    rollout.start(review, TrainingPlan(START, approval="human"), "tests", settings)
+    for day in range(8):
+        serve_day(settings, day, champion, challenger, gain=0.4)
+        step = rollout.decide_day(day_end(day), BY, settings)
+        if step.action == "promote":
+            break
+    assert step.action == "promote" and step.approval == "human"
+    version = client.get_model_version(NAME, challenger)
+    assert version.tags[rollout.STATUS_TAG] == "awaiting_approval"
+    assert "promote, awaiting a person's approval" in version.description
+    assert read_policy(client, NAME).policy == "canary"  # the canary keeps its share while a person decides
+    # Rejected: promote_challenger never ran; close_experiment finds the champion unchanged.
+    closed = rollout.close_unpromoted(step, "Airflow online_evaluation / test / close_experiment", settings)
+    assert closed.action == "stop" and "was not carried out" in closed.reasons[0]
+    assert read_policy(client, NAME).policy == "champion_only"
+    assert registry.alias_version(client, NAME, registry.CHALLENGER) is None
+    assert registry.alias_version(client, NAME, registry.CHAMPION).version == int(champion)
+    assert client.get_model_version(NAME, challenger).tags[rollout.STATUS_TAG] == "stopped"
+    assert rollout.close_unpromoted(step, "again", settings) is None  # a rerun changes nothing
+
+
 def test_a_challenger_that_fails_to_score_is_rolled_back_with_its_reason(deployment):
     settings, client, review, champion, challenger = deployment
     rollout.start(review, TrainingPlan(START), "tests", settings)
@@ -261,6 +284,7 @@ def test_the_online_evaluation_dag_rolls_a_failing_canary_back_and_promotes_noth
         "no_promotion": "success",
         "await_live_approval": "skipped",
         "promote_challenger": "skipped",
+        "close_experiment": "success",
     }
     assert read_policy(client, NAME).policy == "champion_only"
     [step] = [s for s in rollout.recorded_steps(settings, day_end(0)) if s.action != "start"]
