@@ -27,6 +27,7 @@ from ctpipe import artifacts, registry
 from ctpipe.evaluation import compare
 from ctpipe.promotion import decide, decision_markdown
 from ctpipe.records import Interval, Promotion, RegisteredVersion, Review, TrainingPlan, TrainingResult
+from ctpipe.rollout import supersede
 from ctpipe.serving.traffic import policy_for_new_challenger
 from ctpipe.settings import Settings
 from ctpipe.tracking import Tracking, connect
@@ -83,6 +84,7 @@ def register_challenger(
         tags,
         run_link=tracking.artifact_link(result.run_id),
     )
+    supersede(tracking.client, registered.name, registered.version)  # a live experiment of the one it replaces ends
     registry.mark_challenger(tracking.client, registered.name, registered.version, by, f"trained ({plan.trigger})")
     # The services follow the policy: the deployment's default for a new challenger, unless a person chose one.
     policy_for_new_challenger(

@@ -144,7 +144,7 @@ def decide_day(
         )
         step = _step(experiment, day_end, "stop", 0.0, (why,))
         _stand_down(client, experiment, step, by)
-        _record(client, replace(experiment, outcome="stop", decided_through=day_end), step)
+        _record(client, replace(experiment, days=experiment.days + 1, outcome="stop", decided_through=day_end), step)
         return step
 
     policy = settings.experiment
@@ -203,6 +203,17 @@ def promote(step: ExperimentStep, by: str, settings: Settings | None = None) -> 
     outcome = "promoted" if promotion.promoted else f"not promoted: {promotion.reason}"
     _describe(client, step.name, step.challenger, f"- {_now():%Y-%m-%d %H:%M} UTC: {outcome} ({by})")
     return promotion
+
+
+def supersede(client: MlflowClient, name: str, version: str) -> ExperimentStep | None:
+    """A new challenger is being registered: the running experiment of the one it replaces ends, undecided."""
+    experiment = running(client, name)
+    if experiment is None or experiment.challenger == version:
+        return None
+    why = f"replaced as challenger by version {version}, trained since; the experiment ends undecided"
+    step = _step(experiment, _now(), "stop", 0.0, (why,))
+    _record(client, replace(experiment, days=experiment.days + 1, outcome="stop"), step)
+    return step
 
 
 def close_unpromoted(step: ExperimentStep, by: str, settings: Settings | None = None) -> ExperimentStep | None:

@@ -235,6 +235,21 @@ def test_the_experiment_stops_when_the_champion_moves_under_it(deployment):
     assert read_policy(client, NAME).policy == "champion_only"
 
 
+def test_a_new_challenger_ends_the_experiment_of_the_one_it_replaces(deployment):
+    settings, client, review, champion, challenger = deployment
+    rollout.start(review, TrainingPlan(START), "tests", settings)
+    serve_day(settings, 0, champion, challenger, gain=0.1)
+    first = rollout.decide_day(day_end(0), BY, settings)
+    assert first.action == "ramp"  # one day a stage in these tests
+    assert rollout.supersede(client, NAME, challenger) is None  # itself: nothing to end
+    step = rollout.supersede(client, NAME, "3")
+    assert step.action == "stop" and "replaced as challenger by version 3" in step.reasons[0]
+    version = client.get_model_version(NAME, challenger)
+    assert version.tags[rollout.STATUS_TAG] == "stopped"
+    assert [s.action for s in rollout.steps(version.tags)] == ["start", "ramp", "stop"]
+    assert rollout.running(client, NAME) is None
+
+
 def test_a_day_of_live_figures_goes_to_mlflow_once_per_version_with_its_plot(deployment):
     settings, client, _, champion, challenger = deployment
     for day in range(3):
