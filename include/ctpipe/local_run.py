@@ -289,6 +289,23 @@ def live_story(settings: Settings) -> list[str]:
     return lines
 
 
+def alert_story(settings: Settings) -> list[str]:
+    """The alerts the job sent, by event, from the embedded default's channel (a JSON-lines file)."""
+    from collections import Counter
+
+    from ctpipe.alerts import read_alerts
+
+    path = settings.alerts.file
+    if path is None:
+        return [f"Alerts: sent to {', '.join(settings.alerts.channels) or 'no channel'} (no file to read back)"]
+    sent = read_alerts(path)
+    counts = Counter(alert.event for alert in sent)
+    by_event = f" ({', '.join(f'{event} {n}' for event, n in counts.items())})" if sent else ""
+    lines = [f"Alerts: {len(sent)} in {path}{by_event}"]
+    lines += [f"  {alert.title}" for alert in sent[-5:]]
+    return lines
+
+
 def drift_story(checked: list[tuple[str, dict[str, str]]], drift_start: date | None) -> str:
     """What the drift checks (interval end, tags) said; against the drift start only when the job seeded it."""
     flagged = [day for day, tags in checked if tags["reason"].startswith("drift")]
@@ -346,6 +363,7 @@ def summary(
         )
     lines += model_story(settings, drift_start)
     lines += traffic.story()
+    lines += alert_story(settings)
     lines += [
         "",
         f"Lake:        {settings.lake_dir}/{{raw,validated,quarantine,held,unplaceable,features}}",
@@ -416,7 +434,7 @@ def main(argv: list[str] | None = None) -> None:
         except (ValueError, ImportError, AttributeError, TypeError) as error:
             sys.exit(f"Cannot seed: {error}")
         # A new source invalidates everything derived from the old one.
-        for derived in ("lake", "feast", "gx", "mlflow", "reports"):
+        for derived in ("lake", "feast", "gx", "mlflow", "reports", "alerts"):
             shutil.rmtree(settings.state_dir / derived, ignore_errors=True)
         counts = seed(f"sqlite:///{settings.state_dir / 'source.db'}", config, settings.dataset)
         drift = f"{args.drift_kind} drift from {drift_start}" if seeded_drift else "no drift"
