@@ -17,7 +17,7 @@ both models score every request, so each labelled event gives a pair of losses:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -226,7 +226,9 @@ def evaluate_day(as_of: datetime, settings: Settings | None = None) -> LiveEvalu
 
     Each version has one run in the dataset's ``live`` experiment; a day is one step of its
     metrics (``<variant>.<answered|shadow>.<metric>``), stamped with the day, so the MLflow UI
-    charts them over time. Evaluating a day again logs nothing twice. The version's training
+    charts them over time, and the day's calibration tables are artifacts of it
+    (``calibration/<day>_<variant>.<answered|shadow>.json``). Evaluating a day again logs no
+    metric twice. The version's training
     run gets a plot of the live Brier score and ROC AUC of every version served in the window
     (``evidence/live_metrics.png``), linked from the version's ``evidence.live_metrics`` tag.
     """
@@ -249,6 +251,10 @@ def evaluate_day(as_of: datetime, settings: Settings | None = None) -> LiveEvalu
         version: _log_day(tracking, dataset.model_name, version, as_of, values)
         for version, values in by_version.items()
     }
+    for metrics in found:  # the calibration tables, one JSON a day and variant in the version's live run
+        table = [asdict(b) for b in metrics.calibration]
+        name = f"calibration/{as_of:%Y-%m-%d}_{figure_key(metrics)}.json"
+        tracking.client.log_dict(runs[metrics.version], {"as_of": as_of.isoformat(), "bins": table}, name)
     for version in runs:
         _plot_evidence(tracking, dataset.model_name, version, runs)
     return LiveEvaluation(

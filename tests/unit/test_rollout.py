@@ -276,6 +276,8 @@ def test_a_day_of_live_figures_goes_to_mlflow_once_per_version_with_its_plot(dep
     history = client.get_metric_history(evaluation.runs[challenger], "challenger.answered.served")
     assert [m.step for m in history] == [day_step(as_of), day_step(as_of) + 1]
 
+    tables = [a.path for a in client.list_artifacts(evaluation.runs[challenger], "calibration")]
+    assert f"calibration/{as_of:%Y-%m-%d}_challenger.shadow.json" in tables, tables
     version = client.get_model_version(NAME, challenger)
     assert version.tags["evidence.live_metrics"].endswith("/artifacts/evidence/live_metrics.png")
     plot = connect(settings).client.download_artifacts(version.run_id, LIVE_PLOT)
