@@ -175,7 +175,7 @@ class Traffic:
         ]
         counts = logged.groupby(["model_version", "variant", "returned"]).size()
         for (version, variant, returned), n in sorted(counts.items(), key=lambda kv: (int(kv[0][0]), kv[0][1])):
-            shadow = "" if returned else " (shadow: logged, not returned)"
+            shadow = "" if returned else " (scored and logged, answer not returned)"
             lines.append(f"  version {version} as {variant}: {n} events{shadow}")
         refused = sum(self.sent.refused.values())
         if refused:
@@ -338,7 +338,10 @@ def summary(
     from ctpipe.feature_store import load_store, online_features
 
     dataset = settings.dataset
-    lines = [f"Ran ingest, features, monitoring and training over {len(intervals)} daily intervals in {seconds:.0f}s."]
+    lines = [
+        f"Ran ingest, features, monitoring, training and online_evaluation over {len(intervals)} daily intervals "
+        f"in {seconds:.0f}s."
+    ]
     for table in dataset.tables:
         reports = [json.loads(artifacts.validation_report(settings, table.name, i).read_text()) for i in intervals]
         rows_in = sum(r["rows_in"] for r in reports)

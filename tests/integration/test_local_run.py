@@ -40,7 +40,7 @@ def test_the_main_job_seeds_runs_every_day_and_summarises(embedded):
     done = main_job(env, "--days", "2", "--rows-per-day", "120")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2026-01-01: ok" in done.stdout and "2026-01-02: ok" in done.stdout
-    assert "Ran ingest, features, monitoring and training over 2 daily intervals" in done.stdout
+    assert "Ran ingest, features, monitoring, training and online_evaluation over 2 daily intervals" in done.stdout
     # The summary reads the online store for an entity the data really has: the busiest of the last day.
     last_day = pd.read_parquet(state / "lake" / "validated" / "lab_samples")
     last_day = last_day[last_day["submitted_at"] >= pd.Timestamp("2026-01-02", tz="UTC")]
