@@ -289,6 +289,31 @@ def live_story(settings: Settings) -> list[str]:
     return lines
 
 
+def live_figures_story(settings: Settings) -> list[str]:
+    """Each version's latest live figures as answered, from its run in the live experiment (``online_evaluation``)."""
+    from ctpipe.online_evaluation import LIVE_RUN_TAG
+    from ctpipe.tracking import connect
+
+    tracking = connect(settings)
+    runs = tracking.client.search_runs([tracking.experiment_id("live")])
+    lines = []
+    for run in sorted(runs, key=lambda r: int(r.data.tags[LIVE_RUN_TAG])):
+        metrics = run.data.metrics
+        for variant in ("champion", "challenger"):
+            key = f"{variant}.answered"
+            if f"{key}.brier" in metrics:
+                auc = metrics.get(f"{key}.roc_auc")
+                lines.append(
+                    f"  version {run.data.tags[LIVE_RUN_TAG]} as {variant}: Brier {metrics[f'{key}.brier']:.3f}"
+                    + (f", ROC AUC {auc:.3f}" if auc is not None else "")
+                    + f" on {metrics[f'{key}.labelled']:.0f} labelled of {metrics[f'{key}.served']:.0f} answered, "
+                    f"p99 {metrics[f'{key}.latency_p99_ms']:.0f} ms"
+                )
+    if lines:
+        lines.insert(0, f"Live figures, last {settings.live_window_days} days as of the last day (MLflow: live runs):")
+    return lines
+
+
 def alert_story(settings: Settings) -> list[str]:
     """The alerts the job sent, by event, from the embedded default's channel (a JSON-lines file)."""
     from collections import Counter
@@ -366,6 +391,7 @@ def summary(
         )
     lines += model_story(settings, drift_start)
     lines += traffic.story()
+    lines += live_figures_story(settings)
     lines += alert_story(settings)
     lines += [
         "",
