@@ -314,3 +314,14 @@ def test_the_online_evaluation_dag_rolls_a_failing_canary_back_and_promotes_noth
     assert "error rate" in alert.text and alert.fields["version"] == challenger
     assert "/dags/online_evaluation/runs/" in alert.dag_run_url
     assert alert.model_version_url.endswith(f"/#/models/{NAME}/versions/{challenger}")
+
+
+def test_a_new_challenger_answers_nothing_before_its_review_passes(deployment):
+    from ctpipe.serving.traffic import PERSON, policy_for_new_challenger, set_policy
+
+    _, client, _, _, challenger = deployment
+    policy = policy_for_new_challenger(client, NAME, "canary", "Airflow training / run / register_model", challenger)
+    assert (policy.policy, policy.share) == ("shadow", 0.0)
+    assert "shadow until its review passes, then a live canary" in policy.reason
+    set_policy(client, NAME, "ab", f"{PERSON}tests", "a person's choice", share=0.3)
+    assert policy_for_new_challenger(client, NAME, "canary", "training", "3").policy == "ab"  # a person's stays
