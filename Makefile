@@ -10,7 +10,7 @@ export AIRFLOW_HOME := $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export AIRFLOW_CONN_CTPIPE_SOURCE ?= {"conn_type": "sqlite", "host": "$(CURDIR)/state/source.db"}
 
-.PHONY: run test lint lock airflow mlflow serve serve-features clean bench bench-gate bench-drift bench-serving
+.PHONY: run test observability-tools lint lock airflow mlflow serve serve-features clean bench bench-gate bench-drift bench-serving
 
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required (set PYTHON=...)"; exit 1; }
@@ -26,8 +26,25 @@ venv: $(BIN)/.installed
 run: $(BIN)/.installed
 	$(BIN)/python -m ctpipe.local_run $(ARGS)
 
+# Prometheus (with promtool), Alertmanager (with amtool) and the Pushgateway, which the
+# observability tests run for real: Debian's packages, installed quietly when missing and this
+# is root; otherwise the command to run is printed (and those tests fail under CI=true).
+OBSERVABILITY_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway
+OBSERVABILITY_TOOLS := prometheus promtool prometheus-alertmanager amtool prometheus-pushgateway
+observability-tools:
+	@missing=""; for tool in $(OBSERVABILITY_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing for the observability tests: apt-get install $(OBSERVABILITY_PACKAGES)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends $(OBSERVABILITY_PACKAGES) >/dev/null; \
+	  else \
+	    echo "missing$$missing: the observability tests need them; as root, run: apt-get install $(OBSERVABILITY_PACKAGES)"; \
+	  fi; \
+	fi
+
 ## The whole test suite.
-test: $(BIN)/.installed
+test: $(BIN)/.installed observability-tools
 	$(BIN)/ruff check dags include feature_repo tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

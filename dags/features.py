@@ -17,7 +17,8 @@ rebuild a range.
    the offline source of the Feast feature view.
 3. **materialize** registers the `feature_repo/` definitions and runs Feast's
    `materialize(start, end)` over those intervals (through as far as the online store
-   already is, so it never goes back in time), then publishes the `lab_features` asset.
+   already is, so it never goes back in time), then publishes the `lab_features` asset and
+   pushes how far the online store is loaded to Prometheus (`CTPIPE_PUSHGATEWAY_URL`).
 
 Online values: `python -m ctpipe.feature_store online LAB-001`, or `make serve-features`
 and `POST /get-online-features`.
@@ -63,11 +64,13 @@ def build_features(interval: dict) -> dict:
 @fail_fast_on_configuration_error
 def materialize(intervals: list[dict], outlet_events=None) -> dict:
     from ctpipe.feature_store import publish_online
+    from ctpipe.pipeline_metrics import publish_materialization
     from ctpipe.records import Interval
 
-    published = publish_online([Interval.from_dict(i) for i in intervals]).to_dict()
-    outlet_events[FEATURES].extra = published
-    return published
+    published = publish_online([Interval.from_dict(i) for i in intervals])
+    publish_materialization(published)  # logs a failure, never raises
+    outlet_events[FEATURES].extra = published.to_dict()
+    return published.to_dict()
 
 
 @dag(

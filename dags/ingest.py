@@ -19,7 +19,8 @@ For each source table of the dataset:
 
 Each validate task publishes the `validated_<table>` asset, whose event carries the
 validation outcome (interval, status, row counts, where the partitions and the report are);
-the `features` DAG is scheduled on those assets.
+the `features` DAG is scheduled on those assets. Its figures (rows by outcome, bad-row share,
+when the gate last passed) go to Prometheus through the Pushgateway (`CTPIPE_PUSHGATEWAY_URL`).
 """
 
 from __future__ import annotations
@@ -62,15 +63,17 @@ def extract(table: str, data_interval_start=None, data_interval_end=None, outlet
 def validate(extraction: dict, outlet_events=None) -> dict:
     from airflow.sdk.exceptions import AirflowFailException
 
+    from ctpipe.pipeline_metrics import publish_validation
     from ctpipe.records import Extraction
     from ctpipe.validation import ValidationGateError, validate_extraction
 
     try:
-        outcome = validate_extraction(Extraction.from_dict(extraction)).to_dict()
+        outcome = validate_extraction(Extraction.from_dict(extraction))
     except ValidationGateError as error:  # bad data does not improve on retry
         raise AirflowFailException(str(error)) from error
-    outlet_events[VALIDATED[outcome["table"]]].extra = outcome
-    return outcome
+    publish_validation(outcome)  # logs a failure, never raises
+    outlet_events[VALIDATED[outcome.table]].extra = outcome.to_dict()
+    return outcome.to_dict()
 
 
 @dag(

@@ -8,7 +8,8 @@ interval. Manual runs take `interval_end` and can `force_retrain`.
    sample of the champion's training set, over every model input and the champion's own
    predictions (Evidently `DataDriftPreset`), each column at a threshold calibrated to its
    sampling noise. The HTML report goes to `state/reports/drift/` and, with the distances, the
-   thresholds and the decision, into an MLflow run of the monitoring experiment.
+   thresholds and the decision, into an MLflow run of the monitoring experiment; the distances,
+   thresholds and decision also go to Prometheus (`CTPIPE_PUSHGATEWAY_URL`).
 2. **decide_retraining** branches: drift over the thresholds, no retrain requested within
    the cooldown and enough labelled events newer than the champion's cutoff to learn from
    (`CTPIPE_DRIFT_MIN_NEW_LABELS`) -> **request_retraining**, which publishes the
@@ -39,10 +40,13 @@ RETRAIN = Asset(RETRAIN_REQUEST)
 @fail_fast_on_configuration_error
 def check_drift(params=None, triggering_asset_events=None) -> dict:
     from ctpipe.monitoring import check, interval_to_check
+    from ctpipe.pipeline_metrics import publish_drift
     from ctpipe.records import Publication
 
     published = [Publication.from_dict(extra) for extra in asset_event_extras(triggering_asset_events)]
-    return check(interval_to_check(params.get("interval_end"), published)).to_dict()
+    drift = check(interval_to_check(params.get("interval_end"), published))
+    publish_drift(drift)  # logs a failure, never raises
+    return drift.to_dict()
 
 
 @task.branch(task_id=MonitoringTasks.DECIDE)

@@ -10,7 +10,8 @@ same figures.
    included) to the labels known so far, over the events of the last `CTPIPE_LIVE_WINDOW_DAYS`
    days: per model version and variant, volume, label coverage, ROC AUC, Brier score, log loss,
    a calibration table and latency percentiles. They go to MLflow, one run per version in the
-   `live` experiment and one step per day, and a plot of them goes into each version's evidence.
+   `live` experiment and one step per day, and a plot of them goes into each version's evidence;
+   they also go to Prometheus per version (`CTPIPE_PUSHGATEWAY_URL`).
 2. **decide_experiment** takes the running live experiment (a challenger that passed its
    review, serving as a canary or in an A/B test) one day further: a pre-declared,
    always-valid sequential test on paired per-request losses, with guardrails (error rate,
@@ -45,8 +46,11 @@ from ctpipe.dag_policy import (
 @fail_fast_on_configuration_error
 def evaluate_live(data_interval_end=None) -> dict:
     from ctpipe.online_evaluation import evaluate_day
+    from ctpipe.pipeline_metrics import publish_live
 
-    return evaluate_day(plain_utc(data_interval_end)).to_dict()
+    evaluation = evaluate_day(plain_utc(data_interval_end))
+    publish_live(evaluation)  # logs a failure, never raises
+    return evaluation.to_dict()
 
 
 @task(task_id=LiveTasks.DECIDE)

@@ -14,9 +14,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 COPY requirements.txt /opt/mlflow/requirements.txt
-# requirements.txt as constraints: only mlflow and the psycopg driver are installed, each at
-# its pinned version, with their dependencies at theirs.
-RUN pip install -c /opt/mlflow/requirements.txt "mlflow[auth]" "psycopg[binary]" \
+# requirements.txt as constraints: only mlflow, the psycopg driver and the Prometheus exporter
+# that `mlflow server --expose-prometheus` uses are installed, each at its pinned version, with
+# their dependencies at theirs.
+RUN pip install -c /opt/mlflow/requirements.txt "mlflow[auth]" "psycopg[binary]" prometheus-flask-exporter \
  && useradd --create-home --uid 10001 --gid 0 mlflow \
  && mkdir -p /mlartifacts /mlflow-auth \
  && chown 10001:0 /mlartifacts /mlflow-auth

@@ -171,6 +171,11 @@ VARIABLES = _variables(
         "email addresses, comma-separated, e.g. ops@example.com,ml@example.com; needs CTPIPE_ALERT_SMTP_HOST",
     ),
     Variable("CTPIPE_ALERT_FILE", "`<state>/alerts/alerts.jsonl`", "a file path, or none to write no file"),
+    Variable(
+        "CTPIPE_PUSHGATEWAY_URL",
+        "none: `.prom` files in `<state>/metrics`",
+        "an http(s):// URL of a Prometheus Pushgateway, e.g. http://pushgateway:9091",
+    ),
 )
 # Variables whose values are secrets: an error about one never quotes it. A Slack webhook's URL is its secret.
 SECRETS = (
@@ -908,6 +913,18 @@ class Settings:
         raw = self.raw(name)
         if raw is not None and self.raw(other) is None:
             raise self.error(name, raw, f"is set without {other}: {why}")
+
+    # -- the pipeline's metrics -----------------------------------------------------------------
+
+    @cached_property
+    def pushgateway_url(self) -> str | None:
+        """Where batch tasks push their gauges (``ctpipe.pipeline_metrics``); None: files in ``metrics_dir``."""
+        return self._read("CTPIPE_PUSHGATEWAY_URL", _http_url, None)
+
+    @property
+    def metrics_dir(self) -> Path:
+        """The pipeline's gauges as text files when no Pushgateway is set, in node_exporter's textfile format."""
+        return self.state_dir / "metrics"
 
     def check_all(self) -> None:
         """Read every accessor once: a deployment's smoke test of its configuration."""

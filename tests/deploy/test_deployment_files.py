@@ -7,6 +7,10 @@
   pinned bases matching requirements.txt, a non-root user, sources that exist.
 - ``docker/helm/values.yaml`` for the official Airflow chart: KubernetesExecutor, the ctpipe
   image, secrets only by reference, the lake on a shared claim.
+- The observability services in compose: every file they mount exists, Prometheus scrapes
+  services that are there with credentials it is given, Airflow and the batch tasks send their
+  metrics where the exporters listen. (Prometheus's and Alertmanager's own checks of their
+  files: ``test_observability_files.py``.)
 
 The checks are plain functions, each also shown to catch a planted mistake.
 """
@@ -46,7 +50,7 @@ AIRFLOW_COMPONENTS = {
     "airflow-dag-processor": "airflow dag-processor",
     "airflow-triggerer": "airflow triggerer",
 }
-FEATURE_SERVER_COMMAND = "python -m ctpipe.feature_store serve --host 0.0.0.0 --port 6566"
+FEATURE_SERVER_COMMAND = "python -m ctpipe.feature_store serve --host 0.0.0.0 --port 6566 --metrics"
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
@@ -592,6 +596,7 @@ CHART_KEYS: dict[str, set[str] | None] = {
     "createUserJob": {"defaultUser"},
     "apiServer": {"extraVolumes", "extraVolumeMounts", "extraInitContainers", "replicas", "resources"},
     "logs": {"persistence"},
+    "statsd": {"enabled", "overrideMappings"},
 }
 CREDENTIAL_VARIABLES = {"AIRFLOW_CONN_CTPIPE_SOURCE", "CTPIPE_FEAST_REGISTRY", "CTPIPE_FEAST_ONLINE_STORE"}
 SECRET_VALUE_KEYS = re.compile(r"^(pass|password|fernetKey|jwtSecret|apiSecretKey|webserverSecretKey|token)$")
@@ -671,3 +676,80 @@ def test_helm_requires_a_login(values):
     assert core["simple_auth_manager_all_admins"] == "False"
     mounts = {m["mountPath"] for m in values["apiServer"]["extraVolumeMounts"]}
     assert str(Path(core["simple_auth_manager_passwords_file"]).parent) in mounts
+
+
+# ---------------------------------------------------------------- observability in compose
+
+OBSERVABILITY_SERVICES = {"prometheus", "alertmanager", "pushgateway", "statsd-exporter", "grafana"}
+
+
+def bind_mount_problems(services: dict) -> list[str]:
+    """Every ``./path:...`` a service mounts exists beside compose.yaml."""
+    problems = []
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith(".") and not (DOCKER / source).exists():
+                problems.append(f"{name}: {source} does not exist")
+    return problems
+
+
+def scrape_problems(config: dict, services: dict) -> list[str]:
+    """Prometheus scrapes services that exist, on ports they use, with credentials compose mounts into it."""
+    problems = []
+    mounted = {f"/run/secrets/{secret}" for secret in services["prometheus"].get("secrets", [])}
+    for job in config["scrape_configs"]:
+        for target in (t for static in job["static_configs"] for t in static["targets"]):
+            host = target.partition(":")[0]
+            if host != "localhost" and host not in services:
+                problems.append(f"{job['job_name']}: {host} is no service of compose.yaml")
+        for section, key in (("authorization", "credentials_file"), ("basic_auth", "password_file")):
+            path = job.get(section, {}).get(key)
+            if path and path not in mounted:
+                problems.append(f"{job['job_name']}: {path} is not mounted into prometheus")
+    return problems
+
+
+def test_compose_mounts_only_files_that_exist(services):
+    assert OBSERVABILITY_SERVICES <= services.keys()
+    assert not bind_mount_problems(services)
+    planted = json.loads(json.dumps(services))
+    planted["prometheus"]["volumes"].append("./prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro")
+    assert bind_mount_problems(planted) == ["prometheus: ./prometheus/alerts.yml does not exist"]
+
+
+def test_prometheus_scrapes_the_stacks_services_with_the_credentials_it_is_given(services, compose):
+    config = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
+    assert not scrape_problems(config, services)
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert {"ctpipe-serving", "pushgateway", "airflow", "mlflow", "feast"} <= jobs.keys()
+    assert jobs["pushgateway"]["honor_labels"] is True  # the job each group was pushed under stays
+    # The secrets Prometheus reads are the tokens the targets check.
+    secrets = compose["secrets"]
+    assert secrets["serving_metrics_token"]["environment"] == "CTPIPE_SERVING_METRICS_TOKEN"
+    assert services["serving"]["environment"]["CTPIPE_SERVING_METRICS_TOKEN"].startswith(
+        "${CTPIPE_SERVING_METRICS_TOKEN"
+    )
+    assert secrets["mlflow_admin_password"]["environment"] == "MLFLOW_ADMIN_PASSWORD"
+    assert jobs["mlflow"]["basic_auth"]["username"] == "admin"
+    planted = json.loads(json.dumps(config))
+    planted["scrape_configs"][0]["static_configs"][0]["targets"] = ["servin:8000"]
+    planted["scrape_configs"][0]["authorization"]["credentials_file"] = "/run/secrets/serving_token"
+    assert scrape_problems(planted, services) == [
+        "ctpipe-serving: servin is no service of compose.yaml",
+        "ctpipe-serving: /run/secrets/serving_token is not mounted into prometheus",
+    ]
+
+
+def test_every_component_sends_its_metrics_where_an_exporter_listens(services):
+    statsd = services["statsd-exporter"]
+    listen = next(a for a in statsd["command"] if a.startswith("--statsd.listen-udp="))
+    assert any(v.endswith(":/etc/statsd/mapping.yml:ro") for v in statsd["volumes"])
+    for name in AIRFLOW_COMPONENTS:
+        env = services[name]["environment"]
+        assert env["AIRFLOW__METRICS__STATSD_ON"] == "True"
+        assert env["AIRFLOW__METRICS__STATSD_HOST"] == "statsd-exporter"
+        assert listen.endswith(f":{env['AIRFLOW__METRICS__STATSD_PORT']}")
+        assert env["CTPIPE_PUSHGATEWAY_URL"] == "http://pushgateway:9091"
+    assert "--expose-prometheus" in services["mlflow"]["command"]
+    assert command_line(services["feature-server"]).endswith("--metrics")

@@ -139,6 +139,10 @@ BAD = {
         ("ops@example.com", "is set without CTPIPE_ALERT_SMTP_HOST"),
     ],
     "CTPIPE_ALERT_FILE": [("{empty}", "is a folder, not a file")],
+    "CTPIPE_PUSHGATEWAY_URL": [
+        ("pushgateway:9091", "is not an http(s) URL with a host"),
+        ("tcp://pushgateway:9091", "is not an http(s) URL with a host"),
+    ],
 }
 CASES = [(name, value, problem) for name, cases in BAD.items() for value, problem in cases]
 
@@ -233,6 +237,8 @@ def test_every_default_works_with_nothing_set():
     assert settings.dataset.name == "lab_qc" and settings.source_conn_id == "ctpipe_source"
     assert settings.alerts.channels == ("file",)  # alerts go to a file in the state folder, no service needed
     assert settings.alerts.file == PROJECT_ROOT / "state" / "alerts" / "alerts.jsonl"
+    assert settings.pushgateway_url is None  # the pipeline's gauges go to files, no service needed
+    assert settings.metrics_dir == PROJECT_ROOT / "state" / "metrics"
 
 
 def test_values_follow_the_environment(tmp_path):

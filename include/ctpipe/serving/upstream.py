@@ -52,7 +52,8 @@ class ServiceProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 180.0) -> ServiceProcess:
+    def start(self, timeout: float = 180.0, probe: str = "/readyz") -> ServiceProcess:
+        """Start it and wait until ``probe`` answers 200 (``/healthz``: alive, whether or not it can score)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("a") as log:
             self.process = subprocess.Popen(
@@ -66,13 +67,13 @@ class ServiceProcess:
             if self.process.poll() is not None:
                 raise ServiceNotReady(f"the service exited with {self.process.returncode}:\n{self.log_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}{probe}", timeout=2).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
             time.sleep(0.3)
         self.stop()
-        raise ServiceNotReady(f"the service was not ready in {timeout:.0f} s:\n{self.log_text()[-3000:]}")
+        raise ServiceNotReady(f"the service did not answer {probe} in {timeout:.0f} s:\n{self.log_text()[-3000:]}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         """Signal the service (SIGTERM: it finishes what is in flight and writes its log's buffer) and wait."""
