@@ -363,7 +363,16 @@ def test_the_prediction_service_serves_on_redis_and_the_mlflow_server(deployment
             sent = send_events(client, service.url, events, SERVING_TOKEN)
             # The service follows an alias moved on the MLflow server, and back.
             other = {"1": "2", "2": "1"}[str(champion.version)]
-            probe = {"events": [as_json(events[0])]}
+            # A well-formed event: the seeded days hold malformed ones on purpose, and which day is last
+            # (so which event comes first) follows today's date.
+            probe = next(
+                body
+                for body in ({"events": [as_json(event)]} for event in events)
+                if client.post(
+                    f"{service.url}/v1/predict", json=body, headers={**auth, "X-Request-ID": "follow-probe"}
+                ).status_code
+                == 200
+            )
             for version, why in ((other, "e2e: the service follows"), (str(champion.version), "e2e: and back")):
                 set_champion(connect(settings).client, DATASET.model_name, version, "person: e2e test", why)
                 deadline = time.monotonic() + 60
