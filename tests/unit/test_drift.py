@@ -75,6 +75,9 @@ def test_shifted_data_is_flagged(seed):
     assert summary["column_thresholds"] == {c: round(t, 6) for c, t in calibrated.by_column.items()}
     assert summary["calibration"] == calibrated.describe()
     assert "transit_hours" in snapshot.get_html_str(as_iframe=False)
+    # Each column's drift is computed once: one ValueDrift per column and no dataset-level recount.
+    metrics = [m["config"]["type"].rsplit(":", 1)[-1] for m in snapshot.dict()["metrics"]]
+    assert metrics == ["ValueDrift"] * len([*NUMERIC, "prediction", *CATEGORICAL])
 
 
 def test_retraining_waits_out_the_cooldown_and_for_new_labels():
