@@ -20,9 +20,7 @@ import argparse
 import importlib.util
 import json
 import logging
-import os
 import re
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -45,11 +43,27 @@ ONLINE_STORE_VARIABLE = "CTPIPE_FEAST_ONLINE_STORE"
 REDIS_TIMEOUT_S = 5.0
 
 
+class _FlagHoldsForFileRegistries(logging.Filter):
+    """Feast warns that ``serve_features_while_materializing`` "typically has no effect" on a file registry.
+
+    It has one: a file registry is shared too (the feature server reads the file the pipeline
+    writes) and is flipped to ``MATERIALIZING`` in the same way, so ``bench.feature_server``
+    counts failed reads without the flag and none with it. The settings layer sets it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`serve_features_while_materializing` is enabled but `registry_type`" not in record.getMessage()
+
+
 def repo_config(settings: Settings) -> RepoConfig:
     """``feature_store.yaml`` with every ``${VAR}`` taken from the settings layer, as Feast's own loader would."""
     import yaml
     from feast.repo_config import RepoConfig
     from pydantic import ValidationError
+
+    feast_log = logging.getLogger("feast.repo_config")
+    if not any(isinstance(f, _FlagHoldsForFileRegistries) for f in feast_log.filters):
+        feast_log.addFilter(_FlagHoldsForFileRegistries())
 
     path = settings.feature_repo / "feature_store.yaml"
     values = settings.feast_variables
@@ -410,20 +424,20 @@ def publish_online(intervals: list[Interval], settings: Settings | None = None) 
 
 
 def serve(settings: Settings, host: str, port: int, metrics: bool = False) -> None:
-    """Replace this process with Feast's HTTP feature server on the configured stores.
+    """Run Feast's HTTP feature server on the configured stores until stopped (``ctpipe.feature_server``).
 
-    ``metrics``: Feast's Prometheus endpoint too (``feast serve --metrics``), on port 8000 of
-    every interface (Feast's fixed choice), with request counts and latencies, online reads
-    and each feature view's freshness (``feast_feature_freshness_seconds``).
+    Its workers, their recycling and its access log are ``settings.feature_server``'s
+    (``CTPIPE_FEATURE_SERVER_*``): by default two workers, so that one answers while the other
+    is recycled, and no access log. ``metrics``: Feast's Prometheus endpoint too (``feast
+    serve --metrics``), on port 8000 of every interface (Feast's fixed choice), with request
+    counts and latencies, online reads and each feature view's freshness
+    (``feast_feature_freshness_seconds``).
     """
+    from ctpipe.feature_server import run
+
     check_online_store(settings.feast_online_store)
-    feast = Path(sys.executable).with_name("feast")
-    argv = [str(feast), "--chdir", str(settings.features_dir), "--feature-store-yaml"]
-    argv += [str(settings.feature_repo / "feature_store.yaml"), "serve", "--host", host, "--port", str(port)]
-    argv += ["--metrics"] if metrics else []
-    settings.features_dir.mkdir(parents=True, exist_ok=True)
-    # The server is another program reading feature_store.yaml itself: it gets the values in its environment.
-    os.execve(feast, argv, settings.child_environment(settings.feast_variables))
+    dataset = settings.dataset
+    run(load_store(settings), settings.feature_server, host, port, dataset.feature_service, dataset.entity, metrics)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -443,6 +457,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env()
     if args.command == "serve":
         serve(settings, args.host, args.port, args.metrics)
+        return
     dataset = settings.dataset
     as_of = args.as_of and (args.as_of.replace(tzinfo=UTC) if args.as_of.tzinfo is None else args.as_of)
     values = online_features(load_store(settings), dataset.feature_service, dataset.entity, args.entities, as_of)

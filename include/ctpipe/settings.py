@@ -16,6 +16,7 @@ setting. Messages quote settings only through ``hide_passwords``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -142,6 +143,10 @@ VARIABLES = _variables(
     Variable("CTPIPE_EXPERIMENT_MAX_ERROR_RATE", "0.01", "a share between 0 and 1"),
     Variable("CTPIPE_EXPERIMENT_MAX_P99_MS", "250", "milliseconds, above 0"),
     Variable("CTPIPE_LIVE_WINDOW_DAYS", "7", "a whole number of days, at least 1"),
+    Variable("CTPIPE_FEATURE_SERVER_WORKERS", "2", "a whole number of worker processes, at least 1"),
+    Variable("CTPIPE_FEATURE_SERVER_MAX_REQUESTS", "10000", "a whole number of requests, 0 (never recycle) or more"),
+    Variable("CTPIPE_FEATURE_SERVER_MAX_REQUESTS_JITTER", "500", "a whole number of requests, 0 or more"),
+    Variable("CTPIPE_FEATURE_SERVER_ACCESS_LOG", "`false`", "true or false"),
     Variable("CTPIPE_SERVING_TOKEN", "none: no login", "a bearer token of at least 16 characters, without spaces"),
     Variable("CTPIPE_SERVING_METRICS_TOKEN", "`CTPIPE_SERVING_TOKEN`", "a bearer token of at least 16 characters"),
     Variable("CTPIPE_SERVING_MAX_EVENTS", "1000", "a whole number of events per request, at least 1"),
@@ -495,6 +500,33 @@ class TrainingPod:
         return self.env.get("CTPIPE_STATE_DIR", DEFAULT_STATE_MOUNT)
 
 
+FILE_REGISTRY_STORE = "ctpipe.feast_registry.AtomicFileRegistryStore"  # a file registry rewritten atomically
+
+
+@dataclass(frozen=True)
+class FeatureServer:
+    """Feast's HTTP feature server under gunicorn (``CTPIPE_FEATURE_SERVER_*``; ``ctpipe.feature_server``).
+
+    Two workers, each recycled after ``max_requests`` (gunicorn's guard against slow leaks)
+    plus up to ``max_requests_jitter``. A recycled worker is away for about 0.6 s (it drains,
+    exits, and its replacement warms up) while the other answers: the first workers' limits
+    are spread over one limit's span, so that under an even load their recycles stay half a
+    limit apart. No access log: a line per request costs more than the read; the request
+    counts and latencies are in the server's Prometheus metrics (``--metrics``).
+    """
+
+    workers: int = 2
+    max_requests: int = 10_000
+    max_requests_jitter: int = 500
+    access_log: bool = False
+
+    def arguments(self) -> list[str]:
+        """``feast serve``'s options for this configuration."""
+        found = ["--workers", str(self.workers), "--max-requests", str(self.max_requests)]
+        found += ["--max-requests-jitter", str(self.max_requests_jitter)]
+        return found + ([] if self.access_log else ["--no-access-log"])
+
+
 @dataclass(frozen=True)
 class Serving:
     """The prediction service (``CTPIPE_SERVING_*``, ``CTPIPE_PREDICTION_LOG_*``); tokens never shown."""
@@ -695,6 +727,16 @@ class Settings:
             raise self.error("CTPIPE_FEAST_PROJECT", project, "has characters other than letters, digits, '_' and '-'")
         if "-" in project and online.get("type") == "sqlite":  # SQLite's: the project names its tables
             raise self.error("CTPIPE_FEAST_PROJECT", project, "cannot contain hyphens with a SQLite online store")
+        # Feast (since 0.64) refuses reads of a view while it is being materialized (feast#6780): the feature
+        # server would fail every request during each day's materialization. Keep serving the values the
+        # store holds, unless the registry's mapping says otherwise.
+        registry = stores["CTPIPE_FEAST_REGISTRY"] or _store_mapping("path")(values["CTPIPE_FEAST_REGISTRY"])
+        completed = {"serve_features_while_materializing": True}
+        if registry.get("registry_type", "file") == "file" and "://" not in str(registry["path"]):
+            # Feast rewrites a registry file in place; a feature server reading it meanwhile finds nothing.
+            completed["registry_store_type"] = FILE_REGISTRY_STORE
+        if set(completed) - set(registry):
+            values["CTPIPE_FEAST_REGISTRY"] = json.dumps({**completed, **registry})
         return values
 
     @property
@@ -846,6 +888,18 @@ class Settings:
     def live_window_days(self) -> int:
         """Live evaluation's figures of a day cover the events of this many days up to it."""
         return self._read("CTPIPE_LIVE_WINDOW_DAYS", _whole(1), 7)
+
+    @cached_property
+    def feature_server(self) -> FeatureServer:
+        defaults = FeatureServer()
+        return FeatureServer(
+            workers=self._read("CTPIPE_FEATURE_SERVER_WORKERS", _whole(1), defaults.workers),
+            max_requests=self._read("CTPIPE_FEATURE_SERVER_MAX_REQUESTS", _whole(0), defaults.max_requests),
+            max_requests_jitter=self._read(
+                "CTPIPE_FEATURE_SERVER_MAX_REQUESTS_JITTER", _whole(0), defaults.max_requests_jitter
+            ),
+            access_log=self._read("CTPIPE_FEATURE_SERVER_ACCESS_LOG", _boolean, defaults.access_log),
+        )
 
     @cached_property
     def serving(self) -> Serving:

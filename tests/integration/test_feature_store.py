@@ -213,17 +213,25 @@ def test_values_older_than_the_ttl_are_served_as_missing_and_marked_stale(store)
     assert_expired_values_are_served_as_missing(feature_store, lake)
 
 
-def test_feast_serve_answers_over_http(store):
+def test_feast_serve_answers_over_http_and_across_worker_recycles(store, tmp_path):
+    """The server's answers equal the project's read, and no request fails while its workers are recycled."""
     from ctpipe.feature_store import online_features
 
     feature_store, _, settings = store
     port = free_port()
-    env = {**os.environ, "CTPIPE_STATE_DIR": str(settings.state_dir)}
+    env = {
+        **os.environ,
+        "CTPIPE_STATE_DIR": str(settings.state_dir),
+        # Recycle each of the two workers after 30 to 35 requests: the 300 below see several recycles.
+        "CTPIPE_FEATURE_SERVER_MAX_REQUESTS": "30",
+        "CTPIPE_FEATURE_SERVER_MAX_REQUESTS_JITTER": "5",
+    }
+    log = tmp_path / "feature-server.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "ctpipe.feature_store", "serve", "--port", str(port)],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 120
@@ -234,13 +242,10 @@ def test_feast_serve_answers_over_http(store):
             except requests.ConnectionError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"feast serve did not come up: {server.stderr.read().decode()[-2000:]}")
+                raise AssertionError(f"feast serve did not come up: {log.read_text()[-2000:]}")
             time.sleep(0.5)
-        response = requests.post(
-            f"http://127.0.0.1:{port}/get-online-features",
-            json={"feature_service": DATASET.feature_service, "entities": {DATASET.entity: ["LAB-001", "LAB-002"]}},
-            timeout=30,
-        )
+        request = {"feature_service": DATASET.feature_service, "entities": {DATASET.entity: ["LAB-001", "LAB-002"]}}
+        response = requests.post(f"http://127.0.0.1:{port}/get-online-features", json=request, timeout=30)
         assert response.status_code == 200, response.text
         body = response.json()
         names = body["metadata"]["feature_names"]
@@ -252,6 +257,16 @@ def test_feast_serve_answers_over_http(store):
         for name in FEATURES:
             assert served[name] == pytest.approx(direct[name]), name
         assert served[DATASET.entity] == ["LAB-001", "LAB-002"]
+
+        # Each request on a connection of its own, as a caller without a pool sends them.
+        statuses = [
+            requests.post(f"http://127.0.0.1:{port}/get-online-features", json=request, timeout=30).status_code
+            for _ in range(300)
+        ]
+        assert statuses == [200] * 300
+        text = log.read_text()
+        assert text.count("Maximum request limit of") >= 4, text[-3000:]
+        assert '"POST /get-online-features' not in text  # no access log by default
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 
@@ -131,3 +133,58 @@ def test_the_feature_server_refuses_to_start_without_its_redis(unreachable_redis
     assert time.monotonic() - started < 30
     last_line = result.stderr.strip().splitlines()[-1]
     assert f"ServiceUnavailableError: Feast online store at redis://{unreachable_redis} " in last_line
+
+
+def test_a_file_registry_is_rewritten_atomically_and_serves_while_materializing(monkeypatch):
+    from ctpipe.feast_registry import AtomicFileRegistryStore
+    from ctpipe.settings import FILE_REGISTRY_STORE
+
+    registry = load_store().config.registry
+    assert registry.registry_store_type == FILE_REGISTRY_STORE
+    assert type(load_store().registry._registry_store) is AtomicFileRegistryStore
+    assert registry.serve_features_while_materializing  # feast#6780: reads go on while a view materializes
+    # A SQL registry gets the serving flag only; what a mapping says itself stands.
+    monkeypatch.setenv("CTPIPE_FEAST_REGISTRY", "{registry_type: sql, path: 'postgresql+psycopg://db/feast'}")
+    sql = json.loads(Settings.from_env().feast_variables["CTPIPE_FEAST_REGISTRY"])
+    assert sql == {
+        "registry_type": "sql",
+        "path": "postgresql+psycopg://db/feast",
+        "serve_features_while_materializing": True,
+    }
+    monkeypatch.setenv("CTPIPE_FEAST_REGISTRY", "{path: r.db, serve_features_while_materializing: false}")
+    chosen = json.loads(Settings.from_env().feast_variables["CTPIPE_FEAST_REGISTRY"])
+    assert (
+        chosen["serve_features_while_materializing"] is False and chosen["registry_store_type"] == FILE_REGISTRY_STORE
+    )
+
+
+def test_a_reader_never_sees_the_registry_file_half_written(tmp_path):
+    """Rewritten 300 times while another thread reads it: every read is a whole registry."""
+    from feast.protos.feast.core.Registry_pb2 import Registry as RegistryProto
+    from feast.repo_config import RegistryConfig
+
+    from ctpipe.feast_registry import AtomicFileRegistryStore
+
+    store = AtomicFileRegistryStore(RegistryConfig(path=str(tmp_path / "registry.db")), tmp_path)
+    proto = RegistryProto()
+    for i in range(200):  # a registry of some size, so that a write takes a while
+        proto.feature_services.add().spec.name = f"service_{i}"
+    store.update_registry_proto(proto)
+    partial, done = [], threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            read_back = store.get_registry_proto()
+            if len(read_back.feature_services) != 200:
+                partial.append(len(read_back.feature_services))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for _ in range(300):
+            store.update_registry_proto(proto)
+    finally:
+        done.set()
+        reader.join()
+    assert partial == []
+    assert [p.name for p in tmp_path.iterdir()] == ["registry.db"]  # no temporary file left behind
