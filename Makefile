@@ -79,8 +79,10 @@ serve: $(BIN)/.installed
 serve-features: $(BIN)/.installed
 	$(BIN)/python -m ctpipe.feature_store serve --port 6566
 
+## Every benchmark, one table of ratios to a raw baseline (ARGS="--quick": a small smoke run;
+## --only gate,drift_speed,...). The serving rows need `make run`'s state.
 bench: $(BIN)/.installed
-	$(BIN)/python -m bench.ingest_validate
+	$(BIN)/python -m bench $(ARGS)
 
 ## The GX gate against the same checks in plain pandas (400 to 1M rows), and its cost as history grows
 bench-gate: $(BIN)/.installed

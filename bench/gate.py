@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -60,6 +61,8 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bench.harness import Row, emit
 
 if TYPE_CHECKING:
     import numpy as np
@@ -385,7 +388,7 @@ def seed_partition(work: Path, rows: int) -> str:
     url = f"sqlite:///{work / 'source.db'}"
     seed = [sys.executable, "-m", "ctpipe.seed", "--url", url, "--start", str(DAY), "--days", "1"]
     seed += ["--rows-per-day", str(int(rows / 1.15)), "--bad-row-share", str(BAD_ROW_SHARE)]
-    subprocess.run(seed, check=True, capture_output=True)
+    subprocess.run(seed, check=True, capture_output=True, env={**os.environ, "CTPIPE_DATASET": "lab_qc"})
     engine = sa.create_engine(url)
     try:
         return extract_interval(engine, get_dataset("lab_qc").events, day_interval(), Lake(work / "raw"), 50_000).uri
@@ -447,10 +450,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per side after the warm-up")
     parser.add_argument("--large-repeats", type=int, default=2, help=f"timed calls from {LARGE:,} rows on")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--quick", action="store_true", help="400 and 10,000 rows, one repeat: a smoke test")
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--raw", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.repeats, args.large_repeats = [400, 10_000], 1, 1
     if args.child:
         child(args.child, args.raw, args.out, args.repeats)
         return
@@ -535,6 +541,25 @@ def main() -> None:
             f"{r['rss_mb_after_imports']['pandas']:>10.0f} {r['memory_ratio']:>6.2f} {memory_goal:>10}"
         )
     print(json.dumps({"bench": "gate", "results": results}))
+    emit(
+        [
+            Row(
+                f"validation gate, {r['rows_in']:,} rows",
+                "GX checkpoint (validate_partition)",
+                "pandas, the same checks",
+                "s",
+                r["gate_seconds"],
+                r["pandas_seconds"],
+                r["repeats"],
+                r["gate_peak_rss_mb"],
+                r["pandas_peak_rss_mb"],
+                r["time_goal"],
+                note=f"{r['rows_quarantined']:,} quarantined on both sides; GX validator alone "
+                f"{r['gx_validator_ratio']:.2f}x",
+            )
+            for r in results
+        ]
+    )
 
 
 if __name__ == "__main__":
