@@ -102,6 +102,10 @@ BAD = {
     "CTPIPE_EXPERIMENT_MAX_ERROR_RATE": [("2", "is above 1")],
     "CTPIPE_EXPERIMENT_MAX_P99_MS": [("0", "is at or below 0")],
     "CTPIPE_LIVE_WINDOW_DAYS": [("0", "is below 1"), ("a week", "is not a whole number")],
+    "CTPIPE_FEATURE_SERVER_WORKERS": [("0", "is below 1"), ("two", "is not a whole number")],
+    "CTPIPE_FEATURE_SERVER_MAX_REQUESTS": [("-1", "is below 0"), ("many", "is not a whole number")],
+    "CTPIPE_FEATURE_SERVER_MAX_REQUESTS_JITTER": [("-5", "is below 0"), ("1e3", "is not a whole number")],
+    "CTPIPE_FEATURE_SERVER_ACCESS_LOG": [("yes", "is not true or false")],
     # A secret is never quoted back: the values hold the canary password, which the message must not show.
     **{
         name: [(f"{PASSWORD} x", "is shorter than 16 characters or has spaces"), (PASSWORD, "is shorter")]
@@ -208,6 +212,10 @@ def test_the_documented_defaults_are_the_ones_in_force():
         "CTPIPE_EXPERIMENT_MAX_ERROR_RATE": f"{settings.experiment.max_error_rate:g}",
         "CTPIPE_EXPERIMENT_MAX_P99_MS": f"{settings.experiment.max_p99_latency_ms:g}",
         "CTPIPE_LIVE_WINDOW_DAYS": str(settings.live_window_days),
+        "CTPIPE_FEATURE_SERVER_WORKERS": str(settings.feature_server.workers),
+        "CTPIPE_FEATURE_SERVER_MAX_REQUESTS": str(settings.feature_server.max_requests),
+        "CTPIPE_FEATURE_SERVER_MAX_REQUESTS_JITTER": str(settings.feature_server.max_requests_jitter),
+        "CTPIPE_FEATURE_SERVER_ACCESS_LOG": f"`{str(settings.feature_server.access_log).lower()}`",
         "CTPIPE_SERVING_MAX_EVENTS": str(settings.serving.max_events),
         "CTPIPE_SERVING_POLL_SECONDS": f"{settings.serving.poll_seconds:g}",
         "CTPIPE_SERVING_CHALLENGER_POLICY": f"`{settings.serving.challenger_policy}`",
