@@ -8,7 +8,12 @@ recycled after its request limit (gunicorn's guard against slow leaks), and as i
 With two workers whose limits fall close together, nobody answers for those 1.5 s.
 
 This module runs the same app (``feast.feature_server.FeastServeApplication``, set up as
-``feast serve`` sets it up) with two gunicorn hooks more:
+``feast serve`` sets it up) with a worker class and three gunicorn hooks more:
+- ``pre_fork``: the first workers' limits are spread over one limit's span, so that under an
+  even load their recycles stay apart;
+- the worker (``DrainingWorker``) stops accepting, then waits ``DRAIN_SECONDS`` for the
+  requests of connections it has just accepted before closing the idle ones (uvicorn would
+  reset them at once);
 - ``post_worker_init``: the new worker reads the feature service once before it takes a
   connection, so its first caller does not pay for the warm-up;
 - ``worker_exit``: the retiring worker, its requests answered and its app shut down, flushes
