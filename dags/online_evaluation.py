@@ -17,6 +17,7 @@ same figures.
    always-valid sequential test on paired per-request losses, with guardrails (error rate,
    p99 latency, harm). It ramps the canary, rolls it back, or stops it, and records the step
    with its evidence on the version (a tag and a line of its description). Never in a backfill.
+   With no experiment running it decides nothing, and the route follows no branch.
 3. **route_experiment** sends a decision to promote to **promote_challenger** (through
    **await_live_approval** when the training plan asked for a person's approval); the
    promotion is the registry's, as after an offline review, and is on the audit trail.
@@ -26,6 +27,7 @@ same figures.
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator
@@ -69,12 +71,17 @@ def decide_experiment(evaluation: dict, data_interval_end=None, dag_run=None, ti
 
     step = decide_day(plain_utc(data_interval_end), task_actor(ti), on_roll_back=alert)
     if step is None:
-        raise AirflowSkipException("no live experiment is running")
+        logging.getLogger(__name__).info("no live experiment is running")
+        return None
     return step.to_dict()
 
 
 @task.branch(task_id=LiveTasks.ROUTE)
-def route_experiment(step: dict) -> str:
+def route_experiment(step: dict | None) -> str | list[str]:
+    # The branch skips what it does not follow itself, all in one step: with no experiment it
+    # follows nothing, and close_experiment (all_done) runs next.
+    if step is None:
+        return []
     if step["action"] != "promote":
         return LiveTasks.NO_PROMOTION
     return LiveTasks.APPROVE if step["approval"] == "human" else LiveTasks.PROMOTE

@@ -316,6 +316,28 @@ def test_the_online_evaluation_dag_rolls_a_failing_canary_back_and_promotes_noth
     assert alert.model_version_url.endswith(f"/#/models/{NAME}/versions/{challenger}")
 
 
+def test_the_online_evaluation_dag_with_no_live_experiment_decides_nothing_in_one_pass(deployment, airflow_db):
+    """No experiment: the route follows no branch and skips every step itself, so no round of the run waits
+    for a skip to travel down the graph one task at a time (``dag.test()`` sleeps a second on each such round)."""
+    from ctpipe.local_run import load_dags, run_dag
+
+    settings, client, review, champion, challenger = deployment
+    serve_day(settings, 0, champion, challenger, gain=0.0)
+    run = run_dag(load_dags()["online_evaluation"], day_end(0))
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == {
+        "evaluate_live": "success",
+        "decide_experiment": "success",
+        "route_experiment": "success",
+        "no_promotion": "skipped",
+        "await_live_approval": "skipped",
+        "promote_challenger": "skipped",
+        "close_experiment": "success",
+    }
+    assert rollout.recorded_steps(settings, day_end(0)) == []
+    assert read_policy(client, NAME).policy == "champion_only"
+
+
 def test_a_new_challenger_answers_nothing_before_its_review_passes(deployment):
     from ctpipe.serving.traffic import PERSON, policy_for_new_challenger, set_policy
 
