@@ -35,6 +35,7 @@ BENCHMARKS = (
     ("feature_server", "the feature server across worker recycles and during materialization"),
     ("drift_speed", "the drift check's Evidently report against scipy"),
     ("serving", "the prediction service against a raw read and predict"),
+    ("daily_cycle", "a day's DAG runs through dag.test() against the same task calls without Airflow"),
 )
 COLUMNS = ("measure", "project", "raw", "unit", "project", "raw", "ratio", "goal", "n", "peak MB", "note")
 

@@ -93,10 +93,10 @@ def answer(result: dict) -> None:
     print(RESULT_PREFIX + json.dumps(result), flush=True)
 
 
-def in_child(module: str, *args: str, timeout: float = 3600) -> dict:
-    """Run ``python -m module args`` in a fresh process and return the result it ``answer``-ed."""
+def in_child(module: str, *args: str, timeout: float = 3600, env: dict[str, str] | None = None) -> dict:
+    """Run ``python -m module args`` in a fresh process (``env``: its environment) and return what it ``answer``-ed."""
     done = subprocess.run(
-        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
     for line in reversed(done.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):

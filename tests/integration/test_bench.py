@@ -27,6 +27,7 @@ MEASURES = (
     "drift check, ",
     "prediction service, 1 event a request",
     "prediction service, 100 events a request",
+    "daily cycle, ",
 )
 
 

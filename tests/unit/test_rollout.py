@@ -321,7 +321,7 @@ def test_the_online_evaluation_dag_with_no_live_experiment_decides_nothing_in_on
     for a skip to travel down the graph one task at a time (``dag.test()`` sleeps a second on each such round)."""
     from ctpipe.local_run import load_dags, run_dag
 
-    settings, client, review, champion, challenger = deployment
+    settings, client, _, champion, challenger = deployment
     serve_day(settings, 0, champion, challenger, gain=0.0)
     run = run_dag(load_dags()["online_evaluation"], day_end(0))
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
