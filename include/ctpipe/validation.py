@@ -173,7 +173,8 @@ def gate_fingerprint(suite: gx.ExpectationSuite) -> str:
     expectations = [e.configuration.to_json_dict() for e in suite.expectations]
     for expectation in expectations:
         expectation.pop("id", None)
-    payload = {"expectations": expectations, "result_format": RESULT_FORMAT, "actions": ["update_data_docs"]}
+    # No actions: the Data Docs are built by ``build_data_docs``, once for every interval a task validated.
+    payload = {"expectations": expectations, "result_format": RESULT_FORMAT, "actions": []}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -216,7 +217,7 @@ def _checkpoint(context: Any, spec: TableSpec) -> Any:
         gx.Checkpoint(
             name=name,
             validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+            actions=[],
             result_format=RESULT_FORMAT,
         )
     )
@@ -253,8 +254,12 @@ def gx_context(gx_dir: Path) -> Any:
     return context
 
 
-def _run_gate(context: Any, spec: TableSpec, frame: pd.DataFrame, interval: Interval) -> tuple[list[Any], str | None]:
+def _run_gate(
+    context: Any, spec: TableSpec, frame: pd.DataFrame, interval: Interval
+) -> tuple[list[Any], list[Any], str | None]:
+    """The suite's results, the Data Docs resources they make (the run's page, the suite's), the run page's URL."""
     from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
     checkpoint = _checkpoint(context, spec)
     result = checkpoint.run(
@@ -263,8 +268,24 @@ def _run_gate(context: Any, spec: TableSpec, frame: pd.DataFrame, interval: Inte
         run_id=RunIdentifier(run_name=f"{spec.name}_{interval.key}", run_time=interval.end),
     )
     (identifier, validation), *_ = result.run_results.items()
-    urls = context.get_docs_sites_urls(resource_identifier=identifier)
-    return list(validation.results), (urls[0]["site_url"] if urls else None)
+    urls = context.get_docs_sites_urls(resource_identifier=identifier, only_if_exists=False)  # built later
+    pages = [identifier, ExpectationSuiteIdentifier(name=validation.suite_name)]
+    return list(validation.results), pages, (urls[0]["site_url"] if urls else None)
+
+
+def build_data_docs(gx_dir: Path, pages: list[Any]) -> None:
+    """Build the Data Docs pages of ``pages`` (from ``_run_gate``) and the site's index, once for all of them.
+
+    The index costs the same however many runs are new: a task that validates several
+    intervals (its own, and earlier ones holding rows back) builds it once.
+    """
+    if pages:
+        with _locked(gx_dir):
+            _build_pages(gx_context(gx_dir), pages)
+
+
+def _build_pages(context: Any, pages: list[Any]) -> None:
+    context.build_data_docs(resource_identifiers=list(dict.fromkeys(pages)), build_index=True)
 
 
 def schema_problems(results: list[Any]) -> list[str]:
@@ -410,6 +431,7 @@ def validate_partition(
     keys: KeyIndex,
     as_of: Interval | None = None,
     unplaceable: dict[str, int] | None = None,
+    docs: list[Any] | None = None,
 ) -> ValidationOutcome:
     """Validate one raw partition, split it into validated and quarantined rows, and gate the run.
 
@@ -418,7 +440,8 @@ def validate_partition(
     ``keys``, the index of validated keys, makes keys unique across intervals and checks
     each row's parent (``TableSpec.parent``); rows whose parent is not validated yet are
     held back in ``held/`` until ``as_of`` (the newest interval ingested, by default this
-    one) is past their grace period.
+    one) is past their grace period. The run's Data Docs page is built at once, or, given ``docs``,
+    left to the caller: its resources are added to ``docs`` for ``build_data_docs``.
     """
     raw = RawPartition.read(raw_uri)
     found = before_the_suite(spec, raw)
@@ -427,7 +450,11 @@ def validate_partition(
         with _locked(gx_dir):
             context = gx_context(gx_dir)
             unchecked = raw.frame[~raw.frame.index.isin(list(found.reasons))]
-            results, data_docs = _run_gate(context, spec, unchecked, interval)
+            results, pages, data_docs = _run_gate(context, spec, unchecked, interval)
+            if docs is None:
+                _build_pages(context, pages)
+        if docs is not None:
+            docs.extend(pages)
         found.problems += schema_problems(results)
         if not found.problems:
             for index, names in row_reasons(results).items():
@@ -553,6 +580,7 @@ def validate_extraction(extraction: Extraction, settings: Settings | None = None
     lake = Lake(settings.lake_dir)
     keys = KeyIndex.from_url(settings.key_index_url)
     as_of = max([extraction.interval, *(interval for interval, _ in lake.partitions("raw", spec.name))])
+    docs: list[Any] = []  # the Data Docs of every interval validated here, built once at the end
 
     def validate(interval: Interval) -> ValidationOutcome:
         return validate_partition(
@@ -566,6 +594,7 @@ def validate_extraction(extraction: Extraction, settings: Settings | None = None
             keys=keys,
             as_of=as_of,
             unplaceable=extraction.unplaceable,
+            docs=docs,
         )
 
     try:
@@ -579,3 +608,4 @@ def validate_extraction(extraction: Extraction, settings: Settings | None = None
         return outcome
     finally:
         keys.close()
+        build_data_docs(settings.gx_dir, docs)  # a failed gate's page too: its error message links it

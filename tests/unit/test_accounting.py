@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -109,6 +110,18 @@ def test_every_source_row_is_validated_quarantined_or_unplaceable_exactly_once(s
     assert outcomes["lab_samples"][1].failures["type_mismatch(volume_ul)"] == 1
     raw = pq.read_table(lake.partition("raw", "lab_samples", DAYS[1])).to_pandas().set_index("sample_id")
     assert json.loads(raw.at[mismatched, SOURCE_VALUES]) == {"volume_ul": "a lot"}
+
+    # Each interval's Data Docs page is built (once a task, for every interval it validated), also for the
+    # intervals validated again for the rows they held back; the interval's report links it.
+    from ctpipe import artifacts
+
+    revalidated = [o for o in outcomes["qc_results"] if o.rows_held]
+    assert revalidated, "no interval held rows back: the check below would not reach a re-validation"
+    for table in ("lab_samples", "qc_results"):
+        for interval in DAYS:
+            report = json.loads(artifacts.validation_report(settings, table, interval).read_text())
+            page = Path(report["data_docs_uri"].removeprefix("file://"))
+            assert page.is_file() and interval.key in str(page), report
 
 
 def test_unplaceable_rows_are_kept_once_however_often_ingest_runs_and_leave_when_fixed(salted):
