@@ -580,7 +580,10 @@ def validate_extraction(extraction: Extraction, settings: Settings | None = None
     lake = Lake(settings.lake_dir)
     keys = KeyIndex.from_url(settings.key_index_url)
     as_of = max([extraction.interval, *(interval for interval, _ in lake.partitions("raw", spec.name))])
-    docs: list[Any] = []  # the Data Docs of every interval validated here, built once at the end
+    # Only the task's own interval writes its held partition: the others are known now.
+    holding = [interval for interval, _ in lake.partitions("held", spec.name) if interval != extraction.interval]
+    # With earlier intervals to validate again, the Data Docs of all are built once, at the end.
+    docs: list[Any] | None = [] if holding else None
 
     def validate(interval: Interval) -> ValidationOutcome:
         return validate_partition(
@@ -599,13 +602,12 @@ def validate_extraction(extraction: Extraction, settings: Settings | None = None
 
     try:
         outcome = validate(extraction.interval)
-        for interval, _ in lake.partitions("held", spec.name):
-            if interval != extraction.interval:
-                try:
-                    log.info("%s", validate(interval).message)
-                except ValidationGateError as error:  # that interval is withdrawn; this one stands
-                    log.error("re-validating held rows: %s", error)
+        for interval in holding:
+            try:
+                log.info("%s", validate(interval).message)
+            except ValidationGateError as error:  # that interval is withdrawn; this one stands
+                log.error("re-validating held rows: %s", error)
         return outcome
     finally:
         keys.close()
-        build_data_docs(settings.gx_dir, docs)  # a failed gate's page too: its error message links it
+        build_data_docs(settings.gx_dir, docs or [])  # a failed gate's page too: its error message links it
