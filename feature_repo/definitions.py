@@ -5,12 +5,15 @@ dataset spec (``CTPIPE_DATASET``), so another dataset gets its entity, view and 
 without editing this file. The source path is relative: Feast resolves it against the
 store's repo path, which the pipeline sets to the lake's features folder
 (``CTPIPE_FEATURES_DIR``), where the ``features`` DAG writes one Parquet file per data
-interval, every row stamped at its interval's end.
+interval, every row stamped at its interval's end; the source reads those partitions
+gathered one file per month (``ctpipe.features.offline_source``), which materialization
+keeps up to date.
 """
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
 from feast.types import Float64, Int64
 
+from ctpipe.features import offline_source
 from ctpipe.settings import Settings
 
 dataset = Settings.from_env().dataset
@@ -24,10 +27,10 @@ entity = Entity(
 
 source = FileSource(
     name=f"{dataset.feature_view}_source",
-    path=dataset.feature_view,
+    path=offline_source(dataset.feature_view),
     timestamp_field="event_timestamp",
     description=f"Per-{entity.name} aggregates of validated {dataset.events.name} and {dataset.labels.name}, "
-    "one file per data interval",
+    "one file per month of data intervals",
 )
 
 feature_view = FeatureView(

@@ -202,7 +202,17 @@ def apply_definitions(store: FeatureStore, settings: Settings | None = None) -> 
 
 
 def materialize(store: FeatureStore, interval: Interval) -> None:
-    """Load the feature rows stamped within ``interval`` (both ends included) into the online store."""
+    """Load the feature rows stamped within ``interval`` (both ends included) into the online store.
+
+    The offline source (a month file per month of daily partitions) is brought up to date
+    first, for every view with daily partitions in the store's repo path.
+    """
+    from ctpipe.features import sync_offline_source
+
+    features_dir = Path(store.config.repo_path)
+    for view in store.list_feature_views():
+        if (features_dir / view.name).is_dir():
+            sync_offline_source(features_dir, view.name)
     with reaching_online_store(store):
         store.materialize(start_date=interval.start, end_date=interval.end)
 

@@ -14,6 +14,7 @@ it (``TableSpec.parent``), so every validated label's entity is its event's.
 
 from __future__ import annotations
 
+import json
 import logging
 from bisect import bisect_left
 from datetime import timedelta
@@ -96,6 +97,52 @@ def build_features(dataset: DatasetSpec, lake: Lake, interval: Interval) -> Feat
     )
     write_json(lake.manifest("features", dataset.feature_view, interval), build.to_dict())
     return build
+
+
+# Feast's offline source: a view's daily partitions gathered into one file per month. Feast's
+# file offline store reads a folder as one dask partition per file, and its point-in-time join
+# costs about 55 ms a partition whatever their rows: over the daily files, every drift check and
+# training set took a day's worth longer each day (3.3 s at 60 days, for 2,700 events).
+OFFLINE_SOURCE_SUFFIX = ".by_month"
+SOURCE_PARTITIONS = b"ctpipe.partitions"  # a month file's metadata: the daily partitions it holds, as they were
+
+
+def offline_source(feature_view: str) -> str:
+    """The folder, beside the view's daily partitions, that Feast's ``FileSource`` reads."""
+    return f"{feature_view}{OFFLINE_SOURCE_SUFFIX}"
+
+
+def sync_offline_source(features_dir: Path, feature_view: str) -> list[Path]:
+    """Rewrite each month file of the offline source whose daily partitions changed; return those written.
+
+    A month file holds exactly the rows of that month's daily partitions (by the interval's
+    start), and records in its metadata each partition's key, modification time and size: a
+    month is rewritten when that record no longer matches (a partition rebuilt, added or
+    removed). A month with no partition left loses its file. Each file is replaced whole
+    (``atomic_path``): a reader sees the old month or the new one. One writer at a time:
+    ``feature_store.materialize`` calls this, and the ``features`` DAG runs one at a time.
+    """
+    daily = Lake(features_dir.parent).partitions(features_dir.name, feature_view)
+    months: dict[str, list[tuple[Interval, Path]]] = {}
+    for interval, path in daily:
+        months.setdefault(f"{interval.start:%Y-%m}", []).append((interval, path))
+    folder = features_dir / offline_source(feature_view)
+    written = []
+    for month, parts in months.items():
+        target = folder / f"{month}.parquet"
+        held = json.dumps([[i.key, p.stat().st_mtime_ns, p.stat().st_size] for i, p in parts]).encode()
+        if target.exists() and (pq.read_schema(target).metadata or {}).get(SOURCE_PARTITIONS) == held:
+            continue
+        table = pa.concat_tables([pq.read_table(path) for _, path in parts])
+        with atomic_path(target) as tmp:
+            pq.write_table(
+                table.replace_schema_metadata({**(table.schema.metadata or {}), SOURCE_PARTITIONS: held}), tmp
+            )
+        written.append(target)
+    for stale in folder.glob("*.parquet") if folder.is_dir() else ():
+        if stale.stem not in months:
+            stale.unlink()
+    return written
 
 
 def validated_partitions(dataset: DatasetSpec, lake: Lake) -> list[dict[Interval, Path]]:

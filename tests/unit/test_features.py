@@ -10,9 +10,12 @@ from ctpipe.features import (
     EVENT_TIMESTAMP,
     build_features,
     compute_features,
+    feature_schema,
     intervals_behind,
     intervals_for_run,
     intervals_to_process,
+    offline_source,
+    sync_offline_source,
 )
 from ctpipe.lake import Lake
 from ctpipe.records import Interval, ValidationOutcome
@@ -239,3 +242,48 @@ def test_late_rows_reach_every_feature_interval_whose_window_holds_their_day(lak
     before = compute_features(DATASET, lake, day(10 + window_days - 1)).set_index("lab_id")["submissions_28d"]
     built = pq.read_table(lake.partition("features", DATASET.feature_view, day(10 + window_days - 1))).to_pandas()
     assert (before - built.set_index("lab_id")["submissions_28d"]).to_dict() == {"A": 1, "B": 0}
+
+
+def test_the_offline_source_holds_each_months_daily_partitions_once_and_follows_their_changes(tmp_path):
+    """Feast reads one file per month: exactly the rows of that month's daily partitions, rewritten when they change."""
+    import pyarrow as pa
+
+    features_dir = tmp_path / "features"
+    view = DATASET.feature_view
+    lake = Lake(tmp_path)
+    schema = feature_schema(DATASET)
+    start = datetime(2026, 1, 30, tzinfo=UTC)
+    days = [Interval(start + timedelta(days=i), start + timedelta(days=i + 1)) for i in range(4)]  # Jan 30 .. Feb 2
+
+    def write_day(interval: Interval, labs: list[str]) -> None:
+        columns = {DATASET.entity: labs, "event_timestamp": [interval.end] * len(labs)}
+        columns |= {
+            f.name: [1 if pa.types.is_integer(f.type) else 0.5] * len(labs) for f in schema if f.name not in columns
+        }
+        pq.write_table(pa.table(columns, schema=schema), lake.partition("features", view, interval))
+
+    lake.table_dir("features", view).mkdir(parents=True)
+    for number, interval in enumerate(days):
+        write_day(interval, [f"LAB-{number}-{i}" for i in range(number + 1)])
+    folder = features_dir / offline_source(view)
+
+    def month_rows(month: str) -> list[str]:
+        return sorted(pq.read_table(folder / f"{month}.parquet").column(DATASET.entity).to_pylist())
+
+    assert sorted(p.name for p in sync_offline_source(features_dir, view)) == ["2026-01.parquet", "2026-02.parquet"]
+    assert month_rows("2026-01") == ["LAB-0-0", "LAB-1-0", "LAB-1-1"]
+    assert month_rows("2026-02") == ["LAB-2-0", "LAB-2-1", "LAB-2-2", *[f"LAB-3-{i}" for i in range(4)]]
+    assert sync_offline_source(features_dir, view) == []  # nothing changed: nothing written
+
+    time.sleep(0.05)  # past the file system's clock tick: the rebuilt partition's time differs
+    write_day(days[3], ["LAB-3-new"])  # a rebuilt interval: only its month is written again
+    assert sync_offline_source(features_dir, view) == [folder / "2026-02.parquet"]
+    assert month_rows("2026-02") == ["LAB-2-0", "LAB-2-1", "LAB-2-2", "LAB-3-new"]
+
+    lake.partition("features", view, days[2]).unlink()  # a partition removed
+    assert sync_offline_source(features_dir, view) == [folder / "2026-02.parquet"]
+    assert month_rows("2026-02") == ["LAB-3-new"]
+    for interval in days[:2]:  # a month with no partition left loses its file
+        lake.partition("features", view, interval).unlink()
+    assert sync_offline_source(features_dir, view) == []
+    assert sorted(p.name for p in folder.iterdir()) == ["2026-02.parquet"]
