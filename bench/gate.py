@@ -23,7 +23,7 @@ overwrite one stored validation result and one Data Docs page: the GX project
 does not grow between repeats.
 
 Each child gets a fresh index of validated keys (``ctpipe.key_index``), and both sides
-make the same look-ups and updates in it (the pandas side runs the gate's own ``settle``);
+make the same look-ups and updates in it (the pandas side runs the gate's own ``validate_partition``);
 the JSON line has the pandas side's seconds in it (``key_index_seconds``), a cost both share, and
 the table a second time ratio with it taken off both sides (``x w/o keys``): GX's cost
 against pandas alone. Goal marks in the table are for the end-to-end ratio; the JSON
@@ -57,7 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -209,6 +209,30 @@ def _write_partition(frame: pd.DataFrame, path: Path, schema: pa.Schema, reasons
     return str(path)
 
 
+class PandasSuite:
+    """The suite's checks in pandas, in the place of ``ctpipe.validation.GxSuite``: no stored result, no Data Docs."""
+
+    def __init__(self, spec: TableSpec, interval: Interval):
+        self.spec, self.interval = spec, interval
+
+    def check(self, rows: pd.DataFrame, by_row: bool = True) -> tuple[list[str], dict[Any, list[str]]]:
+        import numpy as np
+
+        problems = schema_problems_pandas(self.spec, rows)
+        reasons: dict[Any, list[str]] = defaultdict(list)
+        if by_row and not problems:
+            for name, bad in row_checks(self.spec, rows, np.ones(len(rows), bool), self.interval):
+                for position in np.flatnonzero(bad):
+                    reasons[rows.index[position]].append(name)
+        return problems, reasons
+
+    def add(self, expectation_type: str, indices: list[Any]) -> None:
+        pass
+
+    def finish(self, docs: list[Any] | None) -> None:
+        return None
+
+
 def validate_partition_pandas(
     spec: TableSpec,
     raw_uri: str | Path,
@@ -220,35 +244,22 @@ def validate_partition_pandas(
 ) -> ValidationOutcome:
     """``ctpipe.validation.validate_partition`` with the suite's checks made in pandas instead of GX.
 
-    Everything else is the gate's own code (``before_the_suite`` and ``settle``: the index of
-    validated keys, the decision, the partitions and the report), so the two sides differ in
-    the checks alone.
+    Everything else is the gate's own code (reading in chunks, ``before_the_suite``, the index
+    of validated keys, the decision, the partitions and the report), so the two sides differ
+    in the checks alone.
     """
-    import numpy as np
+    from ctpipe.validation import validate_partition
 
-    from ctpipe.validation import RawPartition, before_the_suite, settle
-
-    raw = RawPartition.read(raw_uri)
-    found = before_the_suite(spec, raw)
-    if len(raw.frame):
-        checked = ~raw.frame.index.isin(list(found.reasons))
-        found.problems += schema_problems_pandas(spec, raw.frame)
-        if not found.problems:
-            for name, bad in row_checks(spec, raw.frame, checked, interval):
-                for position in np.flatnonzero(bad):
-                    found.reasons[raw.frame.index[position]].append(name)
-    return settle(
+    return validate_partition(
         spec,
-        raw,
-        found,
+        raw_uri,
         interval,
         lake,
+        report_path.parent / "gx-unused",
         report_path,
         max_bad_row_share,
         keys=keys,
-        as_of=None,
-        data_docs=None,
-        unplaceable=None,
+        suite=PandasSuite(spec, interval),
     )
 
 
@@ -300,16 +311,20 @@ def gx_validator_seconds(spec: TableSpec, raw_uri: str, interval: Interval, repe
 
     from ctpipe.validation import RESULT_FORMAT, RawPartition, before_the_suite, build_suite, interval_parameters
 
-    raw = RawPartition.read(raw_uri)
+    raw = RawPartition.open(raw_uri)
     found = before_the_suite(spec, raw)
-    frame = raw.frame[~raw.frame.index.isin(list(found.reasons))]  # what the gate gives the suite
     asset = gx.get_context(mode="ephemeral").data_sources.add_pandas("floor").add_dataframe_asset(spec.name)
-    batch = asset.add_batch_definition_whole_dataframe("interval").get_batch(batch_parameters={"dataframe": frame})
+    definition = asset.add_batch_definition_whole_dataframe("interval")
+    batches = [  # what the gate gives the suite, chunk by chunk
+        definition.get_batch(batch_parameters={"dataframe": chunk.frame[~found.marked(chunk.frame)]})
+        for chunk in raw.chunks()
+    ]
     suite, parameters = build_suite(spec), interval_parameters(interval)
     seconds = []
     for _ in range(repeats + 1):  # the first is the warm-up
         started = time.perf_counter()
-        batch.validate(suite, result_format=RESULT_FORMAT, expectation_parameters=parameters)
+        for batch in batches:
+            batch.validate(suite, result_format=RESULT_FORMAT, expectation_parameters=parameters)
         seconds.append(time.perf_counter() - started)
     return statistics.median(seconds[1:])
 

@@ -128,21 +128,22 @@ class KeyIndex:
             cursor.close()
         return pd.DataFrame(rows, columns=list(COLUMNS)).set_index("key")
 
-    def replace(self, table: str, interval_key: str, found: pd.DataFrame | None) -> None:
-        """Make ``found`` (from ``entries``; None: nothing) the interval's whole contribution, in one transaction."""
+    def replace(self, table: str, interval_key: str, found: pd.DataFrame | Iterable[pd.DataFrame] | None) -> None:
+        """Make ``found`` (``entries``, whole or in batches; None: nothing) the interval's whole contribution,
+        in one transaction."""
         c = VALIDATED_KEYS.c
         names = ("table_name", *COLUMNS)
         insert = (
             f"INSERT INTO {VALIDATED_KEYS.name} ({', '.join(names)}) VALUES ({', '.join([self._mark] * len(names))})"
         )
-        rows = []
-        if found is not None and len(found):
-            columns = [found[name].tolist() for name in ("key", "row_hash", "stamp_us", "identifiers")]
-            rows = [(table, key, interval_key, *rest) for key, *rest in zip(*columns, strict=True)]
+        batches = [] if found is None else [found] if hasattr(found, "columns") else found
         with self.engine.begin() as conn:
             conn.execute(sa.delete(VALIDATED_KEYS).where(c.table_name == table, c.interval_key == interval_key))
-            for start in range(0, len(rows), BATCH):
-                conn.exec_driver_sql(insert, rows[start : start + BATCH])
+            for batch in batches:
+                columns = [batch[name].tolist() for name in ("key", "row_hash", "stamp_us", "identifiers")]
+                rows = [(table, key, interval_key, *rest) for key, *rest in zip(*columns, strict=True)]
+                for start in range(0, len(rows), BATCH):
+                    conn.exec_driver_sql(insert, rows[start : start + BATCH])
 
     def count(self, table: str) -> int:
         with self.engine.connect() as conn:

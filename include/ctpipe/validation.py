@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import os
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,10 +43,10 @@ import pyarrow.parquet as pq
 from ctpipe import artifacts
 from ctpipe.datasets.spec import ColumnType, Identifier, TableSpec
 from ctpipe.ingest import UNPARSEABLE_TIMESTAMP
-from ctpipe.key_index import DUPLICATE_ROW, KeyIndex, check_rows, entries
-from ctpipe.lake import QUARANTINE_REASONS, SOURCE_VALUES, Lake, atomic_path, write_json
+from ctpipe.key_index import BATCH, DUPLICATE_ROW, KeyIndex, check_rows, entries
+from ctpipe.lake import QUARANTINE_REASONS, SOURCE_VALUES, Lake, temporary_name, write_json
 from ctpipe.records import Extraction, Interval, ValidationOutcome
-from ctpipe.settings import Settings
+from ctpipe.settings import DEFAULT_GATE_CHUNK_ROWS, Settings
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -66,6 +67,7 @@ RESULT_FORMAT = {
 # The key, in the stored suite's meta, of what the registered gate was built from.
 FINGERPRINT = "ctpipe_gate_fingerprint"
 SCHEMA_EXPECTATION = "expect_table_columns_to_match_set"
+UNIQUE = "expect_column_values_to_be_unique"
 
 
 log = logging.getLogger(__name__)
@@ -254,27 +256,143 @@ def gx_context(gx_dir: Path) -> Any:
     return context
 
 
-def _run_gate(
-    context: Any, spec: TableSpec, frame: pd.DataFrame, interval: Interval
-) -> tuple[list[Any], list[Any], str | None]:
-    """The suite's results, the Data Docs resources they make (the run's page, the suite's), the run page's URL."""
-    from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+class GxSuite:
+    """The table's GX checkpoint, run on the interval's rows one chunk at a time, reported as one run.
 
-    checkpoint = _checkpoint(context, spec)
-    result = checkpoint.run(
-        batch_parameters={"dataframe": frame},
-        expectation_parameters=interval_parameters(interval),
-        run_id=RunIdentifier(run_name=f"{spec.name}_{interval.key}", run_time=interval.end),
+    Each chunk's results are merged into the interval's (``merge_results``): counts add up,
+    row indices are positions in the partition. With more than one chunk, the merged result
+    replaces what the checkpoint stored, so the interval has one validation result and one
+    Data Docs page however many chunks it took.
+    """
+
+    def __init__(self, spec: TableSpec, interval: Interval, gx_dir: Path):
+        self.spec, self.interval, self.gx_dir = spec, interval, gx_dir
+        self.context: Any = None
+        self.parts: list[Any] = []
+        self.identifier: Any = None
+
+    def check(self, rows: pd.DataFrame, by_row: bool = True) -> tuple[list[str], dict[Any, list[str]]]:
+        """Schema problems, and (``by_row``, and no problem) row index -> the expectations that row broke,
+        for one chunk's rows."""
+        from great_expectations.core.run_identifier import RunIdentifier
+
+        with _locked(self.gx_dir):
+            if self.context is None:
+                self.context = gx_context(self.gx_dir)
+            result = _checkpoint(self.context, self.spec).run(
+                batch_parameters={"dataframe": rows},
+                expectation_parameters=interval_parameters(self.interval),
+                run_id=RunIdentifier(run_name=f"{self.spec.name}_{self.interval.key}", run_time=self.interval.end),
+            )
+        (identifier, validation), *_ = result.run_results.items()
+        if self.identifier is not None and identifier != self.identifier:
+            raise RuntimeError(f"the chunks of {self.spec.name} {self.interval} were stored apart: {identifier}")
+        self.identifier = identifier
+        self.parts.append(validation)
+        results = list(validation.results)
+        problems = schema_problems(results)
+        return problems, (row_reasons(results) if by_row and not problems else {})
+
+    def add(self, expectation_type: str, indices: list[Any]) -> None:
+        """Rows that broke ``expectation_type`` across chunks, which no single chunk could see."""
+        if indices:
+            self.parts.append(_extra_failures(self.parts[0], expectation_type, indices))
+
+    def finish(self, docs: list[Any] | None) -> str | None:
+        """Store the interval's merged result and build its page (or add it to ``docs``); its URL."""
+        from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+        if not self.parts:
+            return None
+        with _locked(self.gx_dir):
+            if len(self.parts) > 1:
+                self.context.validation_results_store.set(self.identifier, merge_results(self.parts))
+            pages = [self.identifier, ExpectationSuiteIdentifier(name=self.parts[0].suite_name)]
+            urls = self.context.get_docs_sites_urls(resource_identifier=self.identifier, only_if_exists=False)
+            if docs is None:
+                _build_pages(self.context, pages)
+        if docs is not None:
+            docs.extend(pages)
+        return urls[0]["site_url"] if urls else None
+
+
+# A map expectation's counts, added over chunks; its percentages follow from them.
+COUNTS = ("element_count", "missing_count", "unexpected_count")
+PARTIAL = RESULT_FORMAT["partial_unexpected_count"]
+
+
+def _extra_failures(like: Any, expectation_type: str, indices: list[Any]) -> Any:
+    """A result of ``like``'s suite that counts only ``indices`` as failing ``expectation_type``."""
+    from great_expectations.core.expectation_validation_result import ExpectationValidationResult
+
+    results = []
+    for result in like.results:
+        if result.expectation_config.type == expectation_type:
+            found = {"element_count": 0, "missing_count": 0, "unexpected_count": len(indices)}
+            results.append(
+                ExpectationValidationResult(
+                    success=False,
+                    expectation_config=result.expectation_config,
+                    result={**found, "unexpected_index_list": list(indices)},
+                )
+            )
+    return type(like)(success=False, results=results, suite_name=like.suite_name, meta=like.meta)
+
+
+def merge_results(parts: list[Any]) -> Any:
+    """One suite result from the results of its chunks (and any ``_extra_failures``), in the suite's order."""
+    from great_expectations.core.expectation_validation_result import ExpectationValidationResult
+
+    def same_expectation(a: Any, b: Any) -> bool:
+        return a.expectation_config.to_json_dict() == b.expectation_config.to_json_dict()
+
+    first, merged = parts[0], []
+    for result in first.results:
+        same = [r for part in parts for r in part.results if same_expectation(r, result)]
+        values = dict(result.result)
+        if "element_count" in values:
+            for count in COUNTS:
+                values[count] = sum(r.result.get(count, 0) for r in same)
+            indices = [i for r in same for i in r.result.get("unexpected_index_list") or []]
+            elements, missing, unexpected = (values[c] for c in COUNTS)
+            present = elements - missing
+            values |= {
+                "unexpected_index_list": indices,
+                "partial_unexpected_index_list": indices[:PARTIAL],
+                "unexpected_percent": 100 * unexpected / present if present else None,
+                "unexpected_percent_nonmissing": 100 * unexpected / present if present else None,
+                "unexpected_percent_total": 100 * unexpected / elements if elements else None,
+                "missing_percent": 100 * missing / elements if elements else None,
+            }
+        merged.append(
+            ExpectationValidationResult(
+                success=all(r.success for r in same),
+                expectation_config=result.expectation_config,
+                result=values,
+                meta=result.meta,
+                exception_info=result.exception_info,
+            )
+        )
+    successful = sum(r.success for r in merged)
+    statistics = {
+        "evaluated_expectations": len(merged),
+        "successful_expectations": successful,
+        "unsuccessful_expectations": len(merged) - successful,
+        "success_percent": 100 * successful / len(merged) if merged else None,
+    }
+    return type(first)(
+        success=successful == len(merged),
+        results=merged,
+        suite_name=first.suite_name,
+        suite_parameters=first.suite_parameters,
+        statistics=statistics,
+        meta=first.meta,
+        batch_id=first.batch_id,
     )
-    (identifier, validation), *_ = result.run_results.items()
-    urls = context.get_docs_sites_urls(resource_identifier=identifier, only_if_exists=False)  # built later
-    pages = [identifier, ExpectationSuiteIdentifier(name=validation.suite_name)]
-    return list(validation.results), pages, (urls[0]["site_url"] if urls else None)
 
 
 def build_data_docs(gx_dir: Path, pages: list[Any]) -> None:
-    """Build the Data Docs pages of ``pages`` (from ``_run_gate``) and the site's index, once for all of them.
+    """Build the Data Docs pages of ``pages`` (from ``GxSuite.finish``) and the site's index, once for all of them.
 
     The index costs the same however many runs are new: a task that validates several
     intervals (its own, and earlier ones holding rows back) builds it once.
@@ -355,17 +473,6 @@ def row_reasons(results: list[Any]) -> dict[Any, list[str]]:
     return reasons
 
 
-def _write(frame: pd.DataFrame, path: Path, schema: pa.Schema, reasons: list[list[str]] | None = None) -> str:
-    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-    if reasons is not None:
-        table = table.append_column(
-            pa.field(QUARANTINE_REASONS, pa.list_(pa.string())), pa.array(reasons, pa.list_(pa.string()))
-        )
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-    return str(path)
-
-
 def percentages_that_differ(value: float, limit: float, most_digits: int = 6) -> tuple[str, str]:
     """Both as percentages, with the fewest decimals (at least one) at which the two texts differ.
 
@@ -379,44 +486,231 @@ def percentages_that_differ(value: float, limit: float, most_digits: int = 6) ->
 
 
 @dataclass
-class RawPartition:
-    """A raw partition as the gate reads it: the table, its rows, and the values extraction could not type."""
+class Chunk:
+    """Consecutive rows of a raw partition; ``frame``'s index is each row's position in the partition."""
 
-    table: pa.Table
-    frame: pd.DataFrame
+    table: pa.Table  # as extracted, ``_source_values`` included
+    frame: pd.DataFrame  # the source's columns
     source_values: pd.Series | None  # JSON per row, null where every value fit
 
     @classmethod
-    def read(cls, uri: str | Path) -> RawPartition:
-        table = pq.read_table(uri)
+    def of(cls, table: pa.Table, offset: int) -> Chunk:
+        import pandas as pd
+
+        index = pd.RangeIndex(offset, offset + table.num_rows)
         if SOURCE_VALUES not in table.column_names:
-            return cls(table, table.to_pandas(), None)
+            return cls(table, table.to_pandas().set_axis(index), None)
         # Not ``frame.pop``: that splits the frame's blocks, and pandas merges them again on every
         # copy -- GX filters the whole frame several times per expectation.
-        frame = table.drop_columns([SOURCE_VALUES]).to_pandas()
-        return cls(table, frame, table.column(SOURCE_VALUES).to_pandas())
+        frame = table.drop_columns([SOURCE_VALUES]).to_pandas().set_axis(index)
+        return cls(table, frame, table.column(SOURCE_VALUES).to_pandas().set_axis(index))
+
+
+@dataclass(frozen=True)
+class RawPartition:
+    """A raw partition, read ``chunk_rows`` rows at a time: the gate's memory does not grow with the interval.
+
+    The gate's seam: it reads the interval through ``chunks`` only. A gate over a warehouse
+    table would yield the same chunks from a query, or run the suite where the data is.
+    """
+
+    uri: Path
+    schema: pa.Schema
+    rows: int
+    chunk_rows: int
+
+    @classmethod
+    def open(cls, uri: str | Path, chunk_rows: int = DEFAULT_GATE_CHUNK_ROWS) -> RawPartition:
+        with pq.ParquetFile(uri) as file:
+            return cls(Path(uri), file.schema_arrow, file.metadata.num_rows, chunk_rows)
+
+    def chunks(self, columns: list[str] | None = None) -> Iterator[Chunk]:
+        offset = 0
+        with pq.ParquetFile(self.uri) as file:
+            for batch in file.iter_batches(batch_size=self.chunk_rows, columns=columns):
+                yield Chunk.of(pa.Table.from_batches([batch]), offset)
+                offset += batch.num_rows
 
 
 @dataclass
 class Findings:
-    """What the checks found: row index -> reasons, and what makes the whole interval a schema change."""
+    """What the checks found: row index -> reasons, and what makes the whole interval a schema change.
+
+    ``shared_keys``: rows the suite checks whose key another such row of the interval has too,
+    in a different chunk, which the suite (run on one chunk at a time) cannot see.
+    """
 
     reasons: dict[Any, list[str]] = field(default_factory=lambda: defaultdict(list))
     problems: list[str] = field(default_factory=list)
+    shared_keys: list[int] = field(default_factory=list)
+
+    def marked(self, frame: pd.DataFrame) -> Any:
+        """A boolean mask of ``frame``'s rows that already have a reason."""
+        import numpy as np
+
+        return np.fromiter((i in self.reasons for i in frame.index), bool, len(frame))
+
+
+# A second seed for row fingerprints: with the first, 128 bits, so that two different rows of
+# an interval are never taken for copies of each other (pandas hashes a number the same under
+# any seed; the text columns, which every table has, differ).
+SECOND_HASH_KEY = "ctpipe-redeliver"  # 16 bytes, as pandas requires
 
 
 def before_the_suite(spec: TableSpec, raw: RawPartition) -> Findings:
-    """What needs no suite: declared types, exact redeliveries, values extraction could not type.
+    """What needs no suite: declared types, exact redeliveries, values extraction could not type,
+    and keys shared across chunks. Read chunk by chunk; holds 24 bytes a row.
 
     The suite then sees the other rows only.
     """
-    found = Findings(problems=declared_type_problems(spec, raw.table.schema))
-    for index in raw.frame.index[raw.frame.duplicated(keep="first")]:
-        found.reasons[index].append(DUPLICATE_ROW)
-    if raw.source_values is not None:
-        for index, names in unfit_reasons(spec, raw.source_values).items():
-            found.reasons[index].extend(names)
+    import numpy as np
+    import pandas as pd
+
+    found = Findings(problems=declared_type_problems(spec, raw.schema))
+    first, second, keys, unfit = [], [], [], {}
+    for chunk in raw.chunks():
+        first.append(pd.util.hash_pandas_object(chunk.frame, index=False).to_numpy())
+        second.append(pd.util.hash_pandas_object(chunk.frame, index=False, hash_key=SECOND_HASH_KEY).to_numpy())
+        if spec.key in chunk.frame and raw.rows > raw.chunk_rows:
+            key = chunk.frame[spec.key]
+            keys.append(np.where(key.isna(), 0, pd.util.hash_pandas_object(key, index=False).to_numpy()))
+        if chunk.source_values is not None:
+            unfit |= unfit_reasons(spec, chunk.source_values)
+    if not first:
+        return found
+    hashes = np.concatenate(first), np.concatenate(second)
+    order = np.lexsort(hashes[::-1])  # stable: a row's copies come after it
+    again = (hashes[0][order][1:] == hashes[0][order][:-1]) & (hashes[1][order][1:] == hashes[1][order][:-1])
+    for position in np.sort(order[1:][again]):
+        found.reasons[int(position)].append(DUPLICATE_ROW)
+    for position, names in unfit.items():
+        found.reasons[position].extend(names)
+    if keys:
+        found.shared_keys = _shared_keys(spec, raw, np.concatenate(keys), found)
     return found
+
+
+def _shared_keys(spec: TableSpec, raw: RawPartition, hashes: Any, found: Findings) -> list[int]:
+    """Positions of the rows the suite checks whose key (not null) another such row has.
+
+    Found by the keys' hashes, then confirmed on the keys themselves: only the candidates'
+    keys are read, so this holds no more than a hash per row.
+    """
+    import numpy as np
+
+    checked = hashes != 0
+    checked[list(found.reasons)] = False
+    values, counts = np.unique(hashes[checked], return_counts=True)
+    candidates = np.flatnonzero(checked & np.isin(hashes, values[counts > 1]))
+    if not len(candidates):
+        return []
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for chunk in raw.chunks(columns=[spec.key]):
+        index = chunk.frame.index
+        wanted = candidates[(candidates >= index.start) & (candidates < index.stop)]
+        for position, key in zip(wanted, chunk.frame[spec.key].to_numpy()[wanted - index.start], strict=True):
+            by_key[key].append(int(position))
+    return sorted(p for positions in by_key.values() if len(positions) > 1 for p in positions)
+
+
+def decide(
+    spec: TableSpec,
+    interval: Interval,
+    found: Findings,
+    failures: Counter,
+    rows_in: int,
+    held: int,
+    max_bad_row_share: float,
+) -> tuple[str, str, str | None]:
+    """The gate's decision: the interval's status, its message, and (when rejected) every row's reason."""
+    bad = len(found.reasons)
+    if found.problems:
+        message = f"{spec.name} {interval}: the source schema changed: " + "; ".join(found.problems)
+        return "schema_changed", message, f"schema_changed: {'; '.join(found.problems)}"
+    if rows_in and bad / rows_in > max_bad_row_share:
+        top = ", ".join(f"{name}: {count}" for name, count in failures.most_common(5))
+        share, limit = percentages_that_differ(bad / rows_in, max_bad_row_share)
+        message = (
+            f"{spec.name} {interval}: {bad} of {rows_in} rows ({share}) are bad, "
+            f"above the threshold of {limit}; most broken: {top}"
+        )
+        return "failed_threshold", message, f"interval_rejected: bad-row share {share} above {limit}"
+    message = f"{spec.name} {interval}: {rows_in - bad - held} of {rows_in} rows passed"
+    if held:
+        message += f", {held} held back until their parent is validated"
+    return ("empty" if rows_in == 0 else "passed"), message, None
+
+
+class Partitions:
+    """The interval's validated, quarantine and held partitions, and the index entries of its
+    validated rows, written chunk by chunk under temporary names and published together."""
+
+    ZONES = ("quarantine", "held", "validated")
+
+    def __init__(self, lake: Lake, spec: TableSpec, interval: Interval, schema: pa.Schema):
+        reasons = pa.field(QUARANTINE_REASONS, pa.list_(pa.string()))
+        self.paths = {zone: lake.partition(zone, spec.name, interval) for zone in self.ZONES}
+        self.schemas = {
+            "quarantine": schema.append(reasons),  # the quarantine shows what the source held
+            "held": schema.append(reasons),
+            "validated": pa.schema([f for f in schema if f.name != SOURCE_VALUES]),
+        }
+        self.entries = temporary_name(self.paths["validated"].with_suffix(".keys.parquet"))
+        self.temporary = {zone: temporary_name(path) for zone, path in self.paths.items()}
+        self.writers: dict[str, pq.ParquetWriter] = {}
+        self.rows: Counter[str] = Counter()
+        self.published: dict[str, int] = {}  # zone -> rows, once in place
+
+    def write(self, zone: str, table: pa.Table) -> None:
+        if zone not in self.writers:
+            path = self.entries if zone == "entries" else self.temporary[zone]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.writers[zone] = pq.ParquetWriter(path, table.schema if zone == "entries" else self.schemas[zone])
+        self.writers[zone].write_table(table)
+
+    def write_rows(self, zone: str, chunk: Chunk, rows: Any, reasons: list[list[str]] | None = None) -> None:
+        """The chunk's ``rows`` (a boolean mask) to ``zone``, with their ``reasons`` outside the validated zone."""
+        import numpy as np
+
+        if not rows.any():
+            return
+        table = chunk.table.take(np.flatnonzero(rows))
+        if zone == "validated":
+            table = table.drop_columns([c for c in table.column_names if c == SOURCE_VALUES])
+        else:
+            table = table.append_column(QUARANTINE_REASONS, pa.array(reasons, pa.list_(pa.string())))
+        self.write(zone, table.cast(self.schemas[zone]))
+        self.rows[zone] += table.num_rows
+
+    def entry_batches(self) -> Iterator[pd.DataFrame]:
+        """The validated rows' index entries, as written (after ``publish``)."""
+        if self.entries.exists():
+            with pq.ParquetFile(self.entries) as file:
+                for batch in file.iter_batches(batch_size=BATCH):
+                    yield batch.to_pandas()
+
+    def publish(self, zones: tuple[str, ...]) -> None:
+        """Move ``zones`` into place (empty where nothing was written) and remove the others'."""
+        self.close()
+        for zone, path in self.paths.items():
+            if zone not in zones:
+                path.unlink(missing_ok=True)
+                continue
+            if zone not in self.rows:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(self.schemas[zone].empty_table(), self.temporary[zone])
+            os.replace(self.temporary[zone], path)
+            self.published[zone] = self.rows[zone]
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+        self.writers.clear()
+
+    def discard(self) -> None:
+        self.close()
+        for path in (*self.temporary.values(), self.entries):
+            path.unlink(missing_ok=True)
 
 
 def validate_partition(
@@ -432,8 +726,15 @@ def validate_partition(
     as_of: Interval | None = None,
     unplaceable: dict[str, int] | None = None,
     docs: list[Any] | None = None,
+    chunk_rows: int = DEFAULT_GATE_CHUNK_ROWS,
+    suite: Any = None,
 ) -> ValidationOutcome:
     """Validate one raw partition, split it into validated and quarantined rows, and gate the run.
+
+    The partition is read ``chunk_rows`` rows at a time, twice: first for what needs the
+    whole interval (exact redeliveries, keys shared across chunks), then for the suite and
+    the index, writing each chunk's rows to their partitions as it goes. Memory holds one
+    chunk and a few bytes per row, so the outcome is the same for any ``chunk_rows``.
 
     The JSON report goes to ``report_path`` (``ctpipe.artifacts.validation_report`` names it);
     it also counts the table's ``unplaceable`` rows (by reason), which extraction kept apart.
@@ -442,118 +743,71 @@ def validate_partition(
     held back in ``held/`` until ``as_of`` (the newest interval ingested, by default this
     one) is past their grace period. The run's Data Docs page is built at once, or, given ``docs``,
     left to the caller: its resources are added to ``docs`` for ``build_data_docs``.
+    ``suite`` runs the expectation suite on a chunk's rows (``GxSuite``, by default).
     """
-    raw = RawPartition.read(raw_uri)
+    import numpy as np
+
+    raw = RawPartition.open(raw_uri, chunk_rows)
     found = before_the_suite(spec, raw)
-    data_docs = None
-    if len(raw.frame):
-        with _locked(gx_dir):
-            context = gx_context(gx_dir)
-            unchecked = raw.frame[~raw.frame.index.isin(list(found.reasons))]
-            results, pages, data_docs = _run_gate(context, spec, unchecked, interval)
-            if docs is None:
-                _build_pages(context, pages)
-        if docs is not None:
-            docs.extend(pages)
-        found.problems += schema_problems(results)
-        if not found.problems:
-            for index, names in row_reasons(results).items():
-                found.reasons[index].extend(names)
-    return settle(
-        spec,
-        raw,
-        found,
-        interval,
-        lake,
-        report_path,
-        max_bad_row_share,
-        keys=keys,
-        as_of=as_of,
-        data_docs=data_docs,
-        unplaceable=unplaceable,
-    )
-
-
-def settle(
-    spec: TableSpec,
-    raw: RawPartition,
-    found: Findings,
-    interval: Interval,
-    lake: Lake,
-    report_path: Path,
-    max_bad_row_share: float,
-    *,
-    keys: KeyIndex,
-    as_of: Interval | None,
-    data_docs: str | None,
-    unplaceable: dict[str, int] | None,
-) -> ValidationOutcome:
-    """From what the checks found to the interval's outcome: the index's checks, the gate's decision,
-    the validated, quarantine and held partitions, the index, the report; raise if the gate fails."""
-    frame, rows_in = raw.frame, len(raw.frame)
-    reasons, problems = found.reasons, found.problems
+    suite = suite or GxSuite(spec, interval, gx_dir)
+    out = Partitions(lake, spec, interval, raw.schema)
     held: dict[Any, list[str]] = {}
-    if rows_in and not problems:
-        verdicts = check_rows(spec, frame[~frame.index.isin(list(reasons))], interval, as_of or interval, keys)
-        for index, names in verdicts.quarantined.items():
-            reasons[index].extend(names)
-        held = dict(verdicts.held)
+    rows_in, shared = raw.rows, set(found.shared_keys)
+    unique = f"{UNIQUE}({spec.key})"  # the suite's name for it (``expectation_name``)
+    try:
+        for chunk in raw.chunks():
+            unchecked = chunk.frame[~found.marked(chunk.frame)]
+            problems, broken = suite.check(unchecked, by_row=not found.problems)
+            found.problems += problems
+            if found.problems:  # the whole interval is quarantined: no need to read on
+                break
+            for index, names in broken.items():
+                found.reasons[index].extend(names)
+            across = [i for i in unchecked.index if i in shared and unique not in found.reasons.get(i, ())]
+            for index in across:
+                found.reasons[index].append(unique)
+            suite.add(UNIQUE, across)
+            verdicts = check_rows(spec, chunk.frame[~found.marked(chunk.frame)], interval, as_of or interval, keys)
+            for index, names in verdicts.quarantined.items():
+                found.reasons[index].extend(names)
+            held |= verdicts.held
+            bad = found.marked(chunk.frame)
+            waiting = np.fromiter((i in verdicts.held for i in chunk.frame.index), bool, len(chunk.frame))
+            out.write_rows("quarantine", chunk, bad, [found.reasons[i] for i in chunk.frame.index[bad]])
+            out.write_rows("held", chunk, waiting, [held[i] for i in chunk.frame.index[waiting]])
+            out.write_rows("validated", chunk, ~bad & ~waiting)
+            if (~bad & ~waiting).any():
+                passed = entries(spec, chunk.frame[~bad & ~waiting])
+                out.write("entries", pa.Table.from_pandas(passed, preserve_index=False))
+        data_docs = suite.finish(docs)
+        reasons, failures = found.reasons, Counter(name for names in found.reasons.values() for name in names)
+        status, message, rejected = decide(spec, interval, found, failures, rows_in, len(held), max_bad_row_share)
 
-    failures = Counter(name for names in reasons.values() for name in names)
-    bad_share = len(reasons) / rows_in if rows_in else 0.0
-    if problems:
-        status = "schema_changed"
-        message = f"{spec.name} {interval}: the source schema changed: " + "; ".join(problems)
-        reasons = {index: [f"schema_changed: {'; '.join(problems)}"] for index in frame.index}
-    elif bad_share > max_bad_row_share:
-        status = "failed_threshold"
-        top = ", ".join(f"{name}: {count}" for name, count in failures.most_common(5))
-        share, limit = percentages_that_differ(bad_share, max_bad_row_share)
-        message = (
-            f"{spec.name} {interval}: {len(reasons)} of {rows_in} rows ({share}) are bad, "
-            f"above the threshold of {limit}; most broken: {top}"
-        )
-        rejected = f"interval_rejected: bad-row share {share} above {limit}"
-        reasons = {index: reasons.get(index) or [rejected] for index in frame.index}
-    else:
-        status = "empty" if rows_in == 0 else "passed"
-        message = f"{spec.name} {interval}: {rows_in - len(reasons) - len(held)} of {rows_in} rows passed"
-        if held:
-            message += f", {len(held)} held back until their parent is validated"
-    if status not in ("passed", "empty"):
-        held = {}  # a rejected interval holds nothing back: all of it is quarantined
-
-    bad = frame.index.isin(list(reasons))
-    waiting = frame.index.isin(list(held))
-    written = frame if raw.source_values is None else frame.assign(**{SOURCE_VALUES: raw.source_values})
-    schema = raw.table.schema  # the quarantine shows what the source held
-    quarantine_path = lake.partition("quarantine", spec.name, interval)
-    quarantine_uri = _write(written[bad], quarantine_path, schema, [reasons[i] for i in frame.index[bad]])
-    held_path = lake.partition("held", spec.name, interval)
-    if held:
-        _write(written[waiting], held_path, schema, [held[i] for i in frame.index[waiting]])
-    else:
-        held_path.unlink(missing_ok=True)
-    validated_path = lake.partition("validated", spec.name, interval)
-    if status in ("passed", "empty"):
-        passed = frame[~bad & ~waiting]
-        validated_uri = _write(passed, validated_path, pa.schema([f for f in schema if f.name != SOURCE_VALUES]))
-        keys.replace(spec.name, interval.key, entries(spec, passed))
-    else:
-        validated_path.unlink(missing_ok=True)  # a rejected interval must not feed features
-        keys.replace(spec.name, interval.key, None)
-        validated_uri = None
+        if status in ("passed", "empty"):
+            out.publish(Partitions.ZONES if held else ("quarantine", "validated"))
+            keys.replace(spec.name, interval.key, out.entry_batches())
+        else:  # a rejected interval holds nothing back and feeds no features: all of it is quarantined
+            out.discard()
+            out = Partitions(lake, spec, interval, raw.schema)
+            for chunk in raw.chunks():
+                rows = chunk.frame.index
+                why = [[rejected] if status == "schema_changed" else reasons.get(i) or [rejected] for i in rows]
+                out.write_rows("quarantine", chunk, np.ones(len(rows), bool), why)
+            out.publish(("quarantine",))
+            keys.replace(spec.name, interval.key, None)
+    finally:
+        out.discard()
 
     outcome = ValidationOutcome(
         table=spec.name,
         interval=interval,
         status=status,
         rows_in=rows_in,
-        rows_passed=int((~bad & ~waiting).sum()) if validated_uri else 0,
-        rows_quarantined=int(bad.sum()),
-        rows_held=int(waiting.sum()),
-        validated_uri=validated_uri,
-        quarantine_uri=quarantine_uri,
+        rows_passed=out.published.get("validated", 0),
+        rows_quarantined=out.published["quarantine"],
+        rows_held=out.published.get("held", 0),
+        validated_uri=str(out.paths["validated"]) if "validated" in out.published else None,
+        quarantine_uri=str(out.paths["quarantine"]),
         report_uri=str(report_path),
         data_docs_uri=data_docs,
         failures=dict(failures.most_common()),
@@ -594,6 +848,7 @@ def validate_extraction(extraction: Extraction, settings: Settings | None = None
             settings.gx_dir,
             artifacts.validation_report(settings, spec.name, interval),
             settings.max_bad_row_share,
+            chunk_rows=settings.gate_chunk_rows,
             keys=keys,
             as_of=as_of,
             unplaceable=extraction.unplaceable,

@@ -77,7 +77,9 @@ def salted(tmp_path, monkeypatch):
     engine.dispose()
 
 
-def test_every_source_row_is_validated_quarantined_or_unplaceable_exactly_once(salted):
+@pytest.mark.parametrize("gate_chunk_rows", ["250000", "17"], ids=["whole", "in-chunks"])
+def test_every_source_row_is_validated_quarantined_or_unplaceable_exactly_once(salted, monkeypatch, gate_chunk_rows):
+    monkeypatch.setenv("CTPIPE_GATE_CHUNK_ROWS", gate_chunk_rows)  # the gate reads an interval in many chunks too
     engine, mismatched = salted
     settings = Settings.from_env()
     outcomes = ingest_days(DAYS, settings)

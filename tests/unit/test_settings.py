@@ -54,6 +54,7 @@ BAD = {
         ("nan", "is not a finite number"),
     ],
     "CTPIPE_EXTRACT_CHUNK_ROWS": [("lots", "is not a whole number"), ("0", "is below 1"), ("2.5", "is not a whole")],
+    "CTPIPE_GATE_CHUNK_ROWS": [("lots", "is not a whole number"), ("0", "is below 1"), ("2.5", "is not a whole")],
     "CTPIPE_KEY_INDEX_URL": [("keys.sqlite", "is not a database URL")],
     "CTPIPE_FEAST_PROJECT": [("_hidden", "starts with an underscore"), ("lab qc", "has characters other than")],
     "CTPIPE_FEAST_REGISTRY": [
@@ -188,6 +189,7 @@ def test_the_documented_defaults_are_the_ones_in_force():
         "CTPIPE_START_DATE": f"{settings.start_date:%Y-%m-%d}",
         "CTPIPE_MAX_BAD_ROW_SHARE": f"{settings.max_bad_row_share:g}",
         "CTPIPE_EXTRACT_CHUNK_ROWS": str(settings.extract_chunk_rows),
+        "CTPIPE_GATE_CHUNK_ROWS": str(settings.gate_chunk_rows),
         "CTPIPE_TRAINING_CPU": TrainingPod().cpu,
         "CTPIPE_TRAINING_GPUS": str(TrainingPod().gpus),
         "CTPIPE_TRAINING_MEMORY": f"`{TrainingPod().memory}`",

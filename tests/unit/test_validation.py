@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from collections import defaultdict
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -330,3 +331,88 @@ def test_revalidating_gives_the_same_partitions(lake, tmp_path):
     second = validate(lake, tmp_path, samples)
     assert pq.read_table(second.validated_uri).equals(validated)
     assert pq.read_table(second.quarantine_uri).equals(quarantined)
+
+
+def gate_at(tmp_path, name, spec, frame, chunk_rows, max_bad_row_share=0.5):
+    """Validate ``frame`` in a deployment of its own, reading ``chunk_rows`` rows at a time."""
+    lake, keys = Lake(tmp_path / name / "lake"), KeyIndex.from_url(f"sqlite:///{tmp_path / name / 'keys.sqlite'}")
+    uri = raw_partition(lake, spec, DAY, frame)
+    try:
+        outcome = validate_partition(
+            spec,
+            uri,
+            DAY,
+            lake,
+            tmp_path / name / "gx",
+            tmp_path / name / "report.json",
+            max_bad_row_share,
+            keys=keys,
+            chunk_rows=chunk_rows,
+        )
+    except ValidationGateError as error:
+        outcome = error.outcome
+    finally:
+        keys.close()
+    return lake, outcome
+
+
+def rows_of(lake, zone, spec):
+    """A zone's partition as sorted rows, each row's reasons sorted: the same rows, whatever the order."""
+    path = lake.partition(zone, spec.name, DAY)
+    if not path.exists():
+        return None
+    frame = pq.read_table(path).to_pandas()
+    if QUARANTINE_REASONS in frame:
+        frame[QUARANTINE_REASONS] = frame[QUARANTINE_REASONS].map(lambda r: tuple(sorted(r)))
+    return sorted(map(repr, frame.itertuples(index=False)))
+
+
+@pytest.mark.parametrize("chunk_rows", [7, 64])
+def test_the_gate_reads_an_interval_in_chunks_with_the_same_outcome_as_whole(tmp_path, chunk_rows):
+    """Redeliveries and keys shared across chunks: every row lands where the whole-interval gate puts it."""
+    samples, _ = generate(GeneratorConfig(start=date(2026, 1, 1), days=1, rows_per_day=300, bad_row_share=0.08))
+    early = samples.iloc[[3, 4]]
+    late = [
+        early.iloc[[0]],  # an exact redelivery of row 3, chunks later
+        early.iloc[[1]].assign(volume_ul=early["volume_ul"].iloc[1] + 1),  # another row with row 4's key
+    ]
+    frame = pd.concat([samples, *late], ignore_index=True)
+    whole_lake, whole = gate_at(tmp_path, "whole", SPEC, frame, chunk_rows=100_000)
+    chunked_lake, chunked = gate_at(tmp_path, "chunked", SPEC, frame, chunk_rows=chunk_rows)
+    assert whole.status == chunked.status == "passed"
+    for field in ("rows_in", "rows_passed", "rows_quarantined", "rows_held", "failures"):
+        assert getattr(chunked, field) == getattr(whole, field), field
+    for zone in ("validated", "quarantine", "held"):
+        assert rows_of(chunked_lake, zone, SPEC) == rows_of(whole_lake, zone, SPEC), zone
+    quarantined = pq.read_table(chunked.quarantine_uri, columns=["sample_id", QUARANTINE_REASONS]).to_pylist()
+    reasons_of = defaultdict(list)
+    for row in quarantined:
+        reasons_of[row["sample_id"]] += row[QUARANTINE_REASONS]
+    assert "duplicate_row" in reasons_of[early["sample_id"].iloc[0]]  # the redelivery; the first copy passes
+    assert reasons_of[early["sample_id"].iloc[1]] == ["expect_column_values_to_be_unique(sample_id)"] * 2
+
+    # One stored validation result per interval, adding up every chunk's rows, on one Data Docs page.
+    results = sorted((tmp_path / "chunked" / "gx" / "gx" / "uncommitted" / "validations").rglob("*.json"))
+    assert len(results) == 1
+    stored = pd.read_json(results[0], typ="series")
+    counts = {
+        r["expectation_config"]["type"] + str(r["expectation_config"]["kwargs"].get("column")): r["result"]
+        for r in stored["results"]
+    }
+    unique = counts["expect_column_values_to_be_unique" + "sample_id"]
+    assert unique["unexpected_count"] == whole.failures["expect_column_values_to_be_unique(sample_id)"] >= 2
+    before_the_suite = [r for r in quarantined if "duplicate_row" in r[QUARANTINE_REASONS]]
+    assert unique["element_count"] == len(frame) - len(before_the_suite)
+    assert Path(chunked.data_docs_uri.removeprefix("file://")).exists()
+
+
+def test_a_rejected_interval_read_in_chunks_is_quarantined_whole(tmp_path):
+    frame = clean_samples(40)
+    frame.loc[:15, "a260_280"] = 9.9
+    whole_lake, whole = gate_at(tmp_path, "whole", SPEC, frame, chunk_rows=1000, max_bad_row_share=0.2)
+    chunked_lake, chunked = gate_at(tmp_path, "chunked", SPEC, frame, chunk_rows=6, max_bad_row_share=0.2)
+    assert whole.status == chunked.status == "failed_threshold"
+    assert rows_of(chunked_lake, "quarantine", SPEC) == rows_of(whole_lake, "quarantine", SPEC)
+    assert len(rows_of(chunked_lake, "quarantine", SPEC)) == len(frame)
+    assert not chunked_lake.partition("validated", SPEC.name, DAY).exists()
+    assert not list(chunked_lake.root.rglob(".*.tmp"))  # no temporary left behind
