@@ -45,38 +45,97 @@ def feature_schema(dataset: DatasetSpec) -> pa.Schema:
     )
 
 
-def aggregate(frame: pd.DataFrame, spec: Aggregate, entity: str, timestamp: str, end: Any) -> pd.Series:
-    """One aggregate per entity over ``[end - window, end)``."""
-    rows = frame[frame[timestamp] >= end - spec.window]
-    groups = rows.groupby(entity)
-    if spec.function == "count":
-        return groups.size()
-    if spec.function == "mean":
-        return groups[spec.column].mean()
-    return (rows[spec.column] == spec.value).groupby(rows[entity]).mean()
+# Rows of the validated zone read at a time: the aggregates' memory does not grow with the data.
+BATCH_ROWS = 1_000_000
+
+
+def _partials(rows: pa.Table, specs: list[Aggregate], entity: str, timestamp: str, end: Any) -> pa.Table:
+    """Per entity, each aggregate's sums over ``rows``: ``<name>.n`` (rows counted) and ``<name>.sum`` (values)."""
+    import pyarrow.compute as pc
+
+    stamps = rows[timestamp]
+    columns: dict[str, Any] = {entity: rows[entity]}
+    for spec in specs:
+        inside = pc.greater_equal(stamps, pa.scalar(end - spec.window, stamps.type))
+        if spec.function == "count":
+            columns[f"{spec.name}.n"] = inside
+        elif spec.function == "mean":  # of the values present, as pandas' mean
+            counted = pc.and_(inside, pc.is_valid(rows[spec.column]))
+            columns[f"{spec.name}.n"] = counted
+            columns[f"{spec.name}.sum"] = pc.if_else(counted, pc.cast(rows[spec.column], pa.float64()), 0.0)
+        else:  # the share of rows equal to the value; a missing value is not equal
+            matches = pc.fill_null(pc.equal(rows[spec.column], pa.scalar(spec.value)), False)
+            columns[f"{spec.name}.n"] = inside
+            columns[f"{spec.name}.sum"] = pc.cast(pc.and_(inside, matches), pa.float64())
+    table = pa.table({name: pc.cast(c, pa.int64()) if name.endswith(".n") else c for name, c in columns.items()})
+    return _summed(table, entity)
+
+
+def _summed(partials: pa.Table, entity: str) -> pa.Table:
+    """``partials`` added up per entity, under the same column names."""
+    names = [c for c in partials.column_names if c != entity]
+    summed = partials.group_by(entity).aggregate([(c, "sum") for c in names])
+    return summed.rename_columns([c.removesuffix("_sum") for c in summed.column_names])
+
+
+def window_sums(
+    sources: list[Path], specs: list[Aggregate], entity: str, timestamp: str, window: Interval
+) -> pa.Table | None:
+    """Per entity active in ``window``, each aggregate's sums over its own window ending at ``window.end``.
+
+    The aggregation's seam: it takes a table reference (the validated partitions the window
+    overlaps) and reads it ``BATCH_ROWS`` rows at a time, so memory holds a batch and a row
+    per entity, and time grows with the rows in the window. A warehouse or Spark version
+    computes the same sums with one GROUP BY where the data is.
+    """
+    import pyarrow.compute as pc
+
+    columns = sorted({entity, timestamp, *(spec.column for spec in specs if spec.column)})
+    found = []
+    for path in sources:
+        with pq.ParquetFile(path) as file:
+            for batch in file.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+                stamps = batch.column(timestamp)
+                inside = pc.and_(
+                    pc.greater_equal(stamps, pa.scalar(window.start, stamps.type)),
+                    pc.less(stamps, pa.scalar(window.end, stamps.type)),
+                )
+                rows = pa.Table.from_batches([batch]).filter(inside)
+                if rows.num_rows:
+                    found.append(_partials(rows, specs, entity, timestamp, window.end))
+    return _summed(pa.concat_tables(found), entity) if found else None
 
 
 def compute_features(dataset: DatasetSpec, lake: Lake, interval: Interval) -> pd.DataFrame:
     """The feature rows stamped at ``interval.end``, one per entity active in the longest window."""
+    import numpy as np
     import pandas as pd
 
-    end = pd.Timestamp(interval.end)
     window = Interval(interval.end - dataset.longest_window, interval.end)
     tables = {"events": dataset.events, "labels": dataset.labels}
-    frames, read = {}, {}
+    sums, read = {}, {}
     for role, table in tables.items():
-        columns = sorted({dataset.entity, *(a.column for a in dataset.aggregates if a.table == role and a.column)})
-        frames[role] = lake.read_window("validated", table.name, table.timestamp, window, columns)
-        read[table.name] = len(lake.partitions("validated", table.name, window))
+        sources = [path for _, path in lake.partitions("validated", table.name, window)]
+        specs = [spec for spec in dataset.aggregates if spec.table == role]
+        found = window_sums(sources, specs, dataset.entity, table.timestamp, window)
+        sums[role] = pd.DataFrame() if found is None else found.to_pandas().set_index(dataset.entity)
+        read[table.name] = len(sources)
 
-    entities = sorted(set(frames["events"][dataset.entity]) | set(frames["labels"][dataset.entity]))
+    entities = sorted(set(sums["events"].index) | set(sums["labels"].index))
     features = pd.DataFrame({dataset.entity: pd.Series(entities, dtype="object")})
-    features[EVENT_TIMESTAMP] = end
+    features[EVENT_TIMESTAMP] = pd.Timestamp(interval.end)
     for spec in dataset.aggregates:
-        table = tables[spec.table]
-        values = aggregate(frames[spec.table], spec, dataset.entity, table.timestamp, end)
-        column = features[dataset.entity].map(values)
-        features[spec.name] = column.fillna(0).astype("int64") if spec.function == "count" else column.astype("float64")
+        found = sums[spec.table]
+        if spec.function == "count":
+            counts = found[f"{spec.name}.n"] if len(found) else pd.Series(dtype="int64")
+            features[spec.name] = features[dataset.entity].map(counts).fillna(0).astype("int64")
+            continue
+        if len(found):
+            counted = found[f"{spec.name}.n"].astype("float64")
+            values = (found[f"{spec.name}.sum"] / counted).where(counted > 0, np.nan)
+        else:
+            values = pd.Series(dtype="float64")
+        features[spec.name] = features[dataset.entity].map(values).astype("float64")
     features.attrs["input_partitions"] = read
     return features
 
