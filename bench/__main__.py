@@ -36,6 +36,7 @@ BENCHMARKS = (
     ("drift_speed", "the drift check's Evidently report against scipy"),
     ("serving", "the prediction service against a raw read and predict"),
     ("daily_cycle", "a day's DAG runs through dag.test() against the same task calls without Airflow"),
+    ("interval_scale", "one large interval from the source to the online store: time against rows, peak memory"),
 )
 COLUMNS = ("measure", "project", "raw", "unit", "project", "raw", "ratio", "goal", "n", "peak MB", "note")
 

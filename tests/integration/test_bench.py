@@ -28,6 +28,8 @@ MEASURES = (
     "prediction service, 1 event a request",
     "prediction service, 100 events a request",
     "daily cycle, ",
+    "one interval of ",
+    "peak memory, one interval of ",
 )
 
 
