@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -263,19 +264,32 @@ class GxSuite:
     row indices are positions in the partition. With more than one chunk, the merged result
     replaces what the checkpoint stored, so the interval has one validation result and one
     Data Docs page however many chunks it took.
+
+    What the suite found is kept in ``record`` (``SuiteRecord``): validating the same raw
+    partition again with the same suite -- a labels task revisits the intervals that hold rows
+    back, every day -- takes the suite's verdicts and the run's page from there, and only the
+    checks that can change (the index of validated keys) run again.
     """
 
-    def __init__(self, spec: TableSpec, interval: Interval, gx_dir: Path):
-        self.spec, self.interval, self.gx_dir = spec, interval, gx_dir
+    def __init__(self, spec: TableSpec, interval: Interval, gx_dir: Path, record: SuiteRecord):
+        self.spec, self.interval, self.gx_dir, self.record = spec, interval, gx_dir, record
         self.context: Any = None
         self.parts: list[Any] = []
         self.identifier: Any = None
+        self.found: dict[Any, list[str]] = {}
+        self.problems: list[str] = []
+        self.recorded: dict[str, Any] | None = None
 
     def check(self, rows: pd.DataFrame, by_row: bool = True) -> tuple[list[str], dict[Any, list[str]]]:
         """Schema problems, and (``by_row``, and no problem) row index -> the expectations that row broke,
         for one chunk's rows."""
         from great_expectations.core.run_identifier import RunIdentifier
 
+        if not self.parts and self.recorded is None:
+            self.recorded = self.record.read(self.fingerprint)
+        if self.recorded is not None:
+            problems, found = self.recorded["problems"], self.recorded["reasons"]
+            return problems, ({i: found[i] for i in rows.index if i in found} if by_row and not problems else {})
         with _locked(self.gx_dir):
             if self.context is None:
                 self.context = gx_context(self.gx_dir)
@@ -291,17 +305,26 @@ class GxSuite:
         self.parts.append(validation)
         results = list(validation.results)
         problems = schema_problems(results)
-        return problems, (row_reasons(results) if by_row and not problems else {})
+        self.problems += problems
+        found = row_reasons(results) if by_row and not problems else {}
+        self.found |= found
+        return problems, found
+
+    @cached_property
+    def fingerprint(self) -> str:
+        return gate_fingerprint(build_suite(self.spec))
 
     def add(self, expectation_type: str, indices: list[Any]) -> None:
         """Rows that broke ``expectation_type`` across chunks, which no single chunk could see."""
-        if indices:
+        if indices and self.parts:
             self.parts.append(_extra_failures(self.parts[0], expectation_type, indices))
 
     def finish(self, docs: list[Any] | None) -> str | None:
         """Store the interval's merged result and build its page (or add it to ``docs``); its URL."""
         from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
+        if self.recorded is not None:
+            return self.recorded["data_docs"]
         if not self.parts:
             return None
         with _locked(self.gx_dir):
@@ -313,7 +336,39 @@ class GxSuite:
                 _build_pages(self.context, pages)
         if docs is not None:
             docs.extend(pages)
-        return urls[0]["site_url"] if urls else None
+        url = urls[0]["site_url"] if urls else None
+        self.record.write(self.fingerprint, self.problems, self.found, url)
+        return url
+
+
+@dataclass(frozen=True)
+class SuiteRecord:
+    """What the suite found on one raw partition, beside the lake's manifests: its schema problems,
+    each failing row's expectations, the run's Data Docs page. Valid while the partition (its
+    mtime and size), the chunk size and the suite's fingerprint are the ones it was made with."""
+
+    path: Path
+    raw: RawPartition
+
+    def _made_with(self, fingerprint: str) -> dict[str, Any]:
+        stat = self.raw.uri.stat()
+        return {"raw": [stat.st_mtime_ns, stat.st_size], "chunk_rows": self.raw.chunk_rows, "suite": fingerprint}
+
+    def read(self, fingerprint: str) -> dict[str, Any] | None:
+        try:
+            record = json.loads(self.path.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        if record.get("made_with") != self._made_with(fingerprint):
+            return None
+        return {**record, "reasons": {int(i): names for i, names in record["reasons"].items()}}
+
+    def write(
+        self, fingerprint: str, problems: list[str], reasons: dict[Any, list[str]], data_docs: str | None
+    ) -> None:
+        made_with = self._made_with(fingerprint)
+        found = {str(i): names for i, names in reasons.items()}
+        write_json(self.path, {"made_with": made_with, "problems": problems, "reasons": found, "data_docs": data_docs})
 
 
 # A map expectation's counts, added over chunks; its percentages follow from them.
@@ -749,7 +804,7 @@ def validate_partition(
 
     raw = RawPartition.open(raw_uri, chunk_rows)
     found = before_the_suite(spec, raw)
-    suite = suite or GxSuite(spec, interval, gx_dir)
+    suite = suite or GxSuite(spec, interval, gx_dir, SuiteRecord(lake.manifest("suite", spec.name, interval), raw))
     out = Partitions(lake, spec, interval, raw.schema)
     held: dict[Any, list[str]] = {}
     rows_in, shared = raw.rows, set(found.shared_keys)

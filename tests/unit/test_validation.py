@@ -416,3 +416,38 @@ def test_a_rejected_interval_read_in_chunks_is_quarantined_whole(tmp_path):
     assert len(rows_of(chunked_lake, "quarantine", SPEC)) == len(frame)
     assert not chunked_lake.partition("validated", SPEC.name, DAY).exists()
     assert not list(chunked_lake.root.rglob(".*.tmp"))  # no temporary left behind
+
+
+def test_validating_an_unchanged_partition_again_takes_the_suites_verdicts_from_its_record(lake, tmp_path, monkeypatch):
+    """A labels task revisits the intervals holding rows back every day: GX runs once per raw partition."""
+    import ctpipe.validation as validation
+
+    samples, _ = generate(GeneratorConfig(start=date(2026, 1, 1), days=1, rows_per_day=300, bad_row_share=0.08))
+    first = validate(lake, tmp_path, samples)
+    uri = lake.partition("raw", SPEC.name, DAY)
+    partitions = {zone: rows_of(lake, zone, SPEC) for zone in ("validated", "quarantine")}
+
+    def again():
+        keys = KeyIndex.from_url(f"sqlite:///{tmp_path / 'keys.sqlite'}")
+        try:
+            return validate_partition(SPEC, uri, DAY, lake, tmp_path / "gx", tmp_path / "again.json", 0.5, keys=keys)
+        finally:
+            keys.close()
+
+    def no_gx(*args, **kwargs):
+        raise AssertionError("GX ran again on a partition it had validated")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(validation, "_checkpoint", no_gx)
+        second = again()
+    assert {zone: rows_of(lake, zone, SPEC) for zone in ("validated", "quarantine")} == partitions
+    for field in ("status", "rows_passed", "rows_quarantined", "failures", "data_docs_uri"):
+        assert getattr(second, field) == getattr(first, field), field
+
+    # The partition extracted again (or the suite changed): GX runs again.
+    raw_partition(lake, SPEC, DAY, samples)
+    with monkeypatch.context() as patched:
+        patched.setattr(validation, "_checkpoint", no_gx)
+        with pytest.raises(AssertionError, match="GX ran again"):
+            again()
+    assert again().failures == first.failures
