@@ -367,7 +367,7 @@ def rows_of(lake, zone, spec):
     return sorted(map(repr, frame.itertuples(index=False)))
 
 
-@pytest.mark.parametrize("chunk_rows", [7, 64])
+@pytest.mark.parametrize("chunk_rows", [29, 64])
 def test_the_gate_reads_an_interval_in_chunks_with_the_same_outcome_as_whole(tmp_path, chunk_rows):
     """Redeliveries and keys shared across chunks: every row lands where the whole-interval gate puts it."""
     samples, _ = generate(GeneratorConfig(start=date(2026, 1, 1), days=1, rows_per_day=300, bad_row_share=0.08))
