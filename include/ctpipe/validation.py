@@ -274,6 +274,7 @@ class GxSuite:
     def __init__(self, spec: TableSpec, interval: Interval, gx_dir: Path, record: SuiteRecord):
         self.spec, self.interval, self.gx_dir, self.record = spec, interval, gx_dir, record
         self.context: Any = None
+        self.checkpoint: Any = None
         self.parts: list[Any] = []
         self.identifier: Any = None
         self.found: dict[Any, list[str]] = {}
@@ -291,9 +292,10 @@ class GxSuite:
             problems, found = self.recorded["problems"], self.recorded["reasons"]
             return problems, ({i: found[i] for i in rows.index if i in found} if by_row and not problems else {})
         with _locked(self.gx_dir):
-            if self.context is None:
+            if self.context is None:  # opened, and the checkpoint looked up, once for all the chunks
                 self.context = gx_context(self.gx_dir)
-            result = _checkpoint(self.context, self.spec).run(
+                self.checkpoint = _checkpoint(self.context, self.spec)
+            result = self.checkpoint.run(
                 batch_parameters={"dataframe": rows},
                 expectation_parameters=interval_parameters(self.interval),
                 run_id=RunIdentifier(run_name=f"{self.spec.name}_{self.interval.key}", run_time=self.interval.end),
