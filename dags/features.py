@@ -51,7 +51,7 @@ def resolve_intervals(params=None, triggering_asset_events=None) -> list[dict]:
     return [i.to_dict() for i in intervals_for_run(params.get("interval_start"), params.get("interval_end"), validated)]
 
 
-@task(max_active_tis_per_dagrun=2)
+@task(max_active_tis_per_dagrun=2, multiple_outputs=False)
 @fail_fast_on_configuration_error
 def build_features(interval: dict) -> dict:
     from ctpipe.features import build_interval_features
@@ -60,7 +60,7 @@ def build_features(interval: dict) -> dict:
     return build_interval_features(Interval.from_dict(interval)).to_dict()
 
 
-@task(outlets=[FEATURES])
+@task(outlets=[FEATURES], multiple_outputs=False)
 @fail_fast_on_configuration_error
 def materialize(intervals: list[dict], outlet_events=None) -> dict:
     from ctpipe.feature_store import publish_online

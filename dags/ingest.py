@@ -42,7 +42,7 @@ RAW = {t.name: Asset(raw_asset(t.name)) for t in DATASET.tables}
 VALIDATED = {t.name: Asset(validated_asset(t.name)) for t in DATASET.tables}
 
 
-@task
+@task(multiple_outputs=False)
 @fail_fast_on_configuration_error
 def extract(table: str, data_interval_start=None, data_interval_end=None, outlet_events=None) -> dict:
     from airflow.sdk.exceptions import AirflowFailException
@@ -58,7 +58,7 @@ def extract(table: str, data_interval_start=None, data_interval_end=None, outlet
     return extraction
 
 
-@task
+@task(multiple_outputs=False)
 @fail_fast_on_configuration_error
 def validate(extraction: dict, outlet_events=None) -> dict:
     from airflow.sdk.exceptions import AirflowFailException

@@ -36,7 +36,7 @@ FEATURES = Asset(DATASET.feature_view)
 RETRAIN = Asset(RETRAIN_REQUEST)
 
 
-@task(task_id=MonitoringTasks.CHECK)
+@task(task_id=MonitoringTasks.CHECK, multiple_outputs=False)
 @fail_fast_on_configuration_error
 def check_drift(params=None, triggering_asset_events=None) -> dict:
     from ctpipe.monitoring import check, interval_to_check
@@ -54,7 +54,7 @@ def decide_retraining(drift: dict, params=None) -> str:
     return MonitoringTasks.REQUEST if drift["retrain"] or params.get("force_retrain") else MonitoringTasks.SKIP
 
 
-@task(task_id=MonitoringTasks.REQUEST, outlets=[RETRAIN])
+@task(task_id=MonitoringTasks.REQUEST, outlets=[RETRAIN], multiple_outputs=False)
 @fail_fast_on_configuration_error
 def request_retraining(drift: dict, params=None, outlet_events=None, ti=None) -> dict:
     from ctpipe.alerts import alert_retrain_requested

@@ -44,7 +44,7 @@ from ctpipe.dag_policy import (
 )
 
 
-@task(task_id=LiveTasks.EVALUATE)
+@task(task_id=LiveTasks.EVALUATE, multiple_outputs=False)
 @fail_fast_on_configuration_error
 def evaluate_live(data_interval_end=None) -> dict:
     from ctpipe.online_evaluation import evaluate_day
@@ -87,7 +87,7 @@ def route_experiment(step: dict | None) -> str | list[str]:
     return LiveTasks.APPROVE if step["approval"] == "human" else LiveTasks.PROMOTE
 
 
-@task(task_id=LiveTasks.PROMOTE, trigger_rule="none_failed_min_one_success")
+@task(task_id=LiveTasks.PROMOTE, trigger_rule="none_failed_min_one_success", multiple_outputs=False)
 @fail_fast_on_configuration_error
 def promote_challenger(step: dict, dag_run=None, ti=None) -> dict:
     from airflow.sdk.exceptions import AirflowFailException

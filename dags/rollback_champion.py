@@ -15,7 +15,7 @@ from airflow.sdk import Param, dag, task
 from ctpipe.dag_policy import DATASET, DEFAULT_ARGS, START_DATE, fail_fast_on_configuration_error, task_actor
 
 
-@task
+@task(multiple_outputs=False)
 @fail_fast_on_configuration_error
 def restore_previous_champion(params=None, ti=None) -> dict:
     from airflow.sdk.exceptions import AirflowFailException

@@ -55,7 +55,7 @@ from ctpipe.settings import Settings
 BACKEND = Settings.from_env().training_backend
 
 
-@task(task_id=TrainingTasks.PLAN)
+@task(task_id=TrainingTasks.PLAN, multiple_outputs=False)
 @fail_fast_on_configuration_error
 def plan_training(params=None, triggering_asset_events=None, dag_run=None) -> dict:
     from ctpipe.records import RetrainRequest
@@ -68,7 +68,7 @@ def plan_training(params=None, triggering_asset_events=None, dag_run=None) -> di
     return make_plan(dict(params), requests, run_type).to_dict()
 
 
-@task(task_id=TrainingTasks.TRAIN)
+@task(task_id=TrainingTasks.TRAIN, multiple_outputs=False)
 @fail_fast_on_configuration_error
 def train_locally(plan: dict) -> dict:
     from ctpipe.training_launch import run_locally
@@ -76,7 +76,7 @@ def train_locally(plan: dict) -> dict:
     return run_locally(TrainingPlan.from_dict(plan)).to_dict()
 
 
-@task(task_id=TrainingTasks.REGISTER)
+@task(task_id=TrainingTasks.REGISTER, multiple_outputs=False)
 @fail_fast_on_configuration_error
 def register_model(result: dict, plan: dict, ti=None) -> dict:
     from airflow.sdk.exceptions import AirflowSkipException
@@ -91,7 +91,7 @@ def register_model(result: dict, plan: dict, ti=None) -> dict:
     return registered.to_dict()
 
 
-@task(task_id=TrainingTasks.EVALUATE)
+@task(task_id=TrainingTasks.EVALUATE, multiple_outputs=False)
 @fail_fast_on_configuration_error
 def evaluate_models(registered: dict, plan: dict) -> dict:
     from ctpipe.records import RegisteredVersion
@@ -113,7 +113,7 @@ def route(review: dict, plan: dict) -> str:
     return TrainingTasks.APPROVE if plan["approval"] == "human" else TrainingTasks.PROMOTE
 
 
-@task(task_id=TrainingTasks.GO_LIVE)
+@task(task_id=TrainingTasks.GO_LIVE, multiple_outputs=False)
 @fail_fast_on_configuration_error
 def start_live_experiment(review: dict, plan: dict, dag_run=None, ti=None) -> dict:
     from airflow.sdk.exceptions import AirflowFailException
@@ -126,7 +126,7 @@ def start_live_experiment(review: dict, plan: dict, dag_run=None, ti=None) -> di
     return start(Review.from_dict(review), TrainingPlan.from_dict(plan), task_actor(ti)).to_dict()
 
 
-@task(task_id=TrainingTasks.PROMOTE, trigger_rule="none_failed_min_one_success")
+@task(task_id=TrainingTasks.PROMOTE, trigger_rule="none_failed_min_one_success", multiple_outputs=False)
 @fail_fast_on_configuration_error
 def promote_champion(review: dict, plan: dict, dag_run=None, ti=None) -> dict:
     from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException

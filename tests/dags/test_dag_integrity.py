@@ -101,6 +101,15 @@ def test_every_dag_declares_its_policy(dags):
             assert task.execution_timeout is not None, f"{dag_id}.{task.task_id}: no execution_timeout"
 
 
+def test_every_task_hands_its_record_on_as_one_xcom(dags):
+    """A TaskFlow task annotated ``-> dict`` would push every key of its record as an XCom of its own
+    (Airflow infers ``multiple_outputs``): a dozen writes to the metadata database a task instead of one,
+    for keys nothing reads. Each task that returns a record says ``multiple_outputs=False``."""
+    for dag_id, dag in dags.items():
+        for task in dag.tasks:
+            assert not getattr(task, "multiple_outputs", False), f"{dag_id}.{task.task_id}: multiple_outputs"
+
+
 def test_ingest_has_real_data_intervals(dags):
     from airflow.sdk import CronDataIntervalTimetable
 
