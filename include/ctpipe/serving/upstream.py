@@ -27,6 +27,7 @@ import httpx
 
 if TYPE_CHECKING:
     from ctpipe.records import Interval
+    from ctpipe.serving.traffic import TrafficPolicy
     from ctpipe.settings import Settings
 
 BATCH = 50  # events per request
@@ -171,6 +172,37 @@ def send_events(
     for start in range(0, len(events), batch):
         deliver([as_json(e) for e in events[start : start + batch]])
     return sent
+
+
+def wait_until_following(
+    client: httpx.Client,
+    url: str,
+    aliases: dict[str, str],
+    policy: TrafficPolicy,
+    token: str | None = None,
+    timeout: float = 60.0,
+) -> None:
+    """Wait until the service at ``url`` serves what the registry says now: these aliases and traffic policy.
+
+    The service follows the registry by looking at it every ``CTPIPE_SERVING_POLL_SECONDS`` (or at
+    once on MLflow's webhook). A caller that has just moved an alias or set a policy, and means the
+    next events to be scored under it, waits here: otherwise which model scores them depends on how
+    fast the caller was. Raises ``ServiceNotReady``, naming what still differs, after ``timeout``.
+    """
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    wanted = {"aliases": aliases, "policy": policy.policy, "share": policy.share, "set_at": policy.set_at}
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = client.get(f"{url}/v1/models", headers=headers)
+        answer.raise_for_status()
+        body = answer.json()
+        seen = {"aliases": body["aliases"], **{k: body["policy"][k] for k in ("policy", "share", "set_at")}}
+        if seen == wanted:
+            return
+        if time.monotonic() > deadline:
+            differ = {k: f"{seen[k]!r}, not {wanted[k]!r}" for k in wanted if seen[k] != wanted[k]}
+            raise ServiceNotReady(f"the service at {url} still serves, after {timeout:.0f} s: {differ}")
+        time.sleep(0.05)
 
 
 def _count(sent: Sent, response: httpx.Response) -> None:
