@@ -140,7 +140,7 @@ class Traffic:
 
     def __call__(self, interval: Interval) -> str | None:
         from ctpipe.registry import CHAMPION, alias_version
-        from ctpipe.serving.traffic import TrafficPolicy
+        from ctpipe.serving.live_models import registry_view
         from ctpipe.serving.upstream import ServiceProcess, send_events, source_events, wait_until_following
         from ctpipe.tracking import connect
 
@@ -157,10 +157,9 @@ class Traffic:
             self.service = ServiceProcess(env, self.logs / "serving.log").start()
             self.client = httpx.Client(timeout=120)
         # The day's events are scored by what the registry says now, however fast the day before went.
-        registered = client.get_registered_model(name)
-        aliases = {alias: str(version) for alias, version in (registered.aliases or {}).items()}
+        aliases, policy = registry_view(client, name)
         token = self.settings.serving.token
-        wait_until_following(self.client, self.service.url, aliases, TrafficPolicy.from_tags(registered.tags), token)
+        wait_until_following(self.client, self.service.url, aliases, policy, token)
         events = source_events(self.settings, interval)
         sent = send_events(self.client, self.service.url, events, token)
         self.sent.add(sent)

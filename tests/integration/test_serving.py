@@ -274,14 +274,13 @@ def test_shadow_scores_every_request_with_the_challenger_and_changes_no_answer(s
 
 def test_a_caller_waits_until_the_service_serves_what_the_registry_says(service, deployment):
     """What the main job does before each day's events: a registry change is in force before they are sent."""
-    from ctpipe.serving.traffic import TrafficPolicy, set_policy
+    from ctpipe.serving.live_models import registry_view
+    from ctpipe.serving.traffic import set_policy
     from ctpipe.serving.upstream import ServiceNotReady, wait_until_following
 
     client = deployment["client"]
     set_policy(client, DATASET.model_name, "shadow", "person: tests", "set again, to be waited for")
-    registered = client.get_registered_model(DATASET.model_name)
-    aliases = {alias: str(version) for alias, version in registered.aliases.items()}
-    policy = TrafficPolicy.from_tags(registered.tags)
+    aliases, policy = registry_view(client, DATASET.model_name)
     with httpx.Client(timeout=10) as http:
         wait_until_following(http, service.url, aliases, policy, TOKEN, timeout=30)
         models = http.get(f"{service.url}/v1/models", headers=AUTH).json()

@@ -57,6 +57,13 @@ class Snapshot:
         return sorted(alias for alias, held in self.aliases.items() if held == version)
 
 
+def registry_view(client: MlflowClient, name: str) -> tuple[dict[str, str], TrafficPolicy]:
+    """What the registry says the service should serve: ``name``'s aliases (alias -> version) and traffic policy."""
+    registered = client.get_registered_model(name)
+    aliases = {alias: str(version) for alias, version in (registered.aliases or {}).items()}
+    return aliases, TrafficPolicy.from_tags(registered.tags)
+
+
 class LiveModels:
     def __init__(
         self,
@@ -81,9 +88,7 @@ class LiveModels:
     def refresh(self) -> bool:
         """Bring the snapshot in line with the registry; True when it changed what answers."""
         with self._refreshing:
-            registered = self.client.get_registered_model(self.name)
-            aliases = {alias: str(version) for alias, version in (registered.aliases or {}).items()}
-            policy = TrafficPolicy.from_tags(registered.tags)
+            aliases, policy = registry_view(self.client, self.name)
             current = self.snapshot
             champion = self._loaded(aliases.get(CHAMPION), current)
             wanted = aliases.get(CHALLENGER)
