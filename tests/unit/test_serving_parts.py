@@ -8,12 +8,17 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from ctpipe.datasets import get_dataset
+from ctpipe.serving.app import RequestAccounting
+from ctpipe.serving.metrics import Metrics
 from ctpipe.serving.prediction_log import SERVED_AT, PredictionLog
 from ctpipe.serving.schema import event_model
 from ctpipe.serving.traffic import TAG, TrafficPolicy, bucket, to_challenger
+from ctpipe.settings import Serving
 
 
 def test_a_policy_round_trips_through_its_one_tag_and_nonsense_is_named():
@@ -88,3 +93,46 @@ def test_the_event_schema_follows_the_spec_with_the_gates_rules():
     assert fields == {"sample_type", "a260_280", "lab_id", "extra"}
     with pytest.raises(ValidationError, match="timezone"):
         event.model_validate({**good, "submitted_at": "2026-03-01T10:00:00"})  # a naive time is ambiguous
+
+
+def test_every_answer_carries_its_request_id_and_an_unexpected_error_is_a_json_500():
+    """The service's middleware on a real ASGI stack: ids, the size and login checks, the 500, the metrics."""
+    metrics = Metrics()
+    app = FastAPI()
+    app.add_middleware(RequestAccounting, config=Serving(token="t" * 16), max_bytes=64, metrics=lambda: metrics)
+
+    @app.get("/v1/models")
+    def models(request: Request) -> dict[str, str]:
+        request.state.variants = {"champion"}
+        return {"request_id": request.state.request_id}
+
+    @app.post("/v1/predict")
+    def predict() -> None:
+        raise RuntimeError("a detail no caller should see")
+
+    auth = {"Authorization": "Bearer " + "t" * 16}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        given = client.get("/v1/models", headers={**auth, "X-Request-ID": "caller-7"})
+        made = client.get("/v1/models", headers=auth)
+        failed = client.post("/v1/predict", headers={**auth, "X-Request-ID": "boom"}, json={})
+        too_big = client.post("/v1/predict", headers=auth, content=b"x" * 65)
+        refused = client.get("/v1/models", headers={"X-Request-ID": "no-login"})
+    assert given.json() == {"request_id": "caller-7"} and given.headers.get_list("X-Request-ID") == ["caller-7"]
+    assert len(made.headers["X-Request-ID"]) == 32 and made.json()["request_id"] == made.headers["X-Request-ID"]
+    assert failed.status_code == 500 and failed.headers["X-Request-ID"] == "boom"
+    assert failed.json() == {
+        "detail": "internal error; the service logged it under this request_id",
+        "request_id": "boom",
+    }
+    assert "detail no caller" not in failed.text
+    assert too_big.status_code == 413 and "over 64 bytes" in too_big.json()["detail"]
+    assert refused.status_code == 401 and refused.headers["WWW-Authenticate"] == "Bearer"
+    assert refused.json()["request_id"] == "no-login" and refused.headers.get_list("X-Request-ID") == ["no-login"]
+    count = metrics.registry.get_sample_value
+    assert (
+        count("ctpipe_serving_requests_total", {"endpoint": "/v1/models", "status": "200", "variant": "champion"}) == 2
+    )
+    assert count("ctpipe_serving_errors_total", {"endpoint": "/v1/predict", "status": "500"}) == 1
+    assert count("ctpipe_serving_errors_total", {"endpoint": "/v1/predict", "status": "413"}) == 1
+    assert count("ctpipe_serving_errors_total", {"endpoint": "/v1/models", "status": "401"}) == 1
+    assert count("ctpipe_serving_request_seconds_count", {"endpoint": "/v1/predict"}) == 2

@@ -36,6 +36,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ctpipe.datasets.spec import DatasetSpec
 from ctpipe.feature_store import STALE
@@ -66,7 +69,7 @@ from ctpipe.serving.schema import (
     request_model,
 )
 from ctpipe.serving.traffic import to_challenger
-from ctpipe.settings import Settings
+from ctpipe.settings import Serving, Settings
 from ctpipe.training_set import model_columns, model_input
 
 log = logging.getLogger("ctpipe.serving")
@@ -75,6 +78,7 @@ PROBES = ("/healthz", "/readyz")
 WEBHOOK = "/v1/registry-webhook"
 WEBHOOK_MAX_AGE_S = 300
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.lower().encode()
 BYTES_PER_EVENT = 4096  # a request may be this large per event it is allowed, before it is read
 PROBE_ENTITY = "readyz-probe"  # read by /readyz: the store answers, whether it knows it or not
 THRESHOLD = 0.5  # a score at or above it is the positive label
@@ -336,6 +340,90 @@ def _fields(errors: list[Any]) -> list[dict[str, str]]:
     return shown
 
 
+def _denied(config: Serving, headers: Headers, path: str) -> str | None:
+    """Why a request may not have this endpoint: no bearer token, or the wrong one; None when it may."""
+    if path in PROBES or path == WEBHOOK or not config.login_required:
+        return None
+    expected = config.metrics_token if path == "/metrics" else config.token
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not value:
+        return "this endpoint needs Authorization: Bearer <token>"
+    if not hmac.compare_digest(value.strip().encode(), (expected or "").encode()):
+        return "the bearer token is not valid"
+    return None
+
+
+class RequestAccounting:
+    """Around every HTTP request: its id, the login and size checks, a JSON 500, the metrics and the access log.
+
+    A plain ASGI middleware rather than ``@app.middleware("http")``: Starlette's
+    ``BaseHTTPMiddleware`` runs the endpoint in a task of its own and streams the response
+    through a queue, about 0.3 ms a request here, a tenth of what the service adds to a
+    one-event prediction. The endpoints find the request's id in ``request.state.request_id``
+    and leave the variants that answered in ``request.state.variants``.
+    """
+
+    def __init__(self, app: ASGIApp, config: Serving, max_bytes: int, metrics: Callable[[], Metrics | None]):
+        self.app, self.config, self.max_bytes, self.metrics = app, config, max_bytes, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        request_id = (headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex)[:128]
+        token = REQUEST_ID.set(request_id)
+        started = time.perf_counter()
+        path = scope["path"]
+        endpoint = path if path in ENDPOINTS else "other"
+        state = scope.setdefault("state", {})
+        state["request_id"], state["variants"] = request_id, set()
+        status = 500
+        sent = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, sent
+            if message["type"] == "http.response.start":
+                status, sent = message["status"], True
+                kept = [(k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER_BYTES]
+                message = {**message, "headers": [*kept, (REQUEST_ID_HEADER_BYTES, request_id.encode("latin-1"))]}
+            await send(message)
+
+        try:
+            denied = _denied(self.config, headers, path)
+            if denied is not None:
+                await _error(401, denied, request_id, {"WWW-Authenticate": "Bearer"})(scope, receive, send_with_id)
+            elif int(headers.get("content-length") or 0) > self.max_bytes:
+                await _error(413, f"the body is over {self.max_bytes} bytes", request_id)(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("request failed")
+            if sent:  # the answer had begun: the connection is closed on the caller
+                raise
+            message = "internal error; the service logged it under this request_id"
+            await _error(500, message, request_id)(scope, receive, send_with_id)
+        finally:
+            REQUEST_ID.reset(token)
+        seconds = time.perf_counter() - started
+        metrics = self.metrics()
+        if metrics is not None:
+            for variant in state.get("variants") or {"none"}:
+                metrics.requests.labels(endpoint, str(status), variant).inc()
+            if status >= 400:
+                metrics.errors.labels(endpoint, str(status)).inc()
+            metrics.latency.labels(endpoint).observe(seconds)
+        if path not in PROBES and path != "/metrics":
+            log.log(
+                logging.WARNING if status >= 500 else logging.INFO,
+                "%s %s %d",
+                scope["method"],
+                endpoint,
+                status,
+                extra={"request_id": request_id, "latency_ms": round(seconds * 1000, 3)},
+            )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The service for the deployment's settings; ``python -m ctpipe.serving`` runs it."""
     settings = settings or Settings.from_env()
@@ -367,62 +455,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     max_bytes = config.max_events * BYTES_PER_EVENT + BYTES_PER_EVENT
 
-    @app.middleware("http")
-    async def around_every_request(request: Request, call_next):
-        request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
-        request_id = request_id[:128]
-        token = REQUEST_ID.set(request_id)
-        started = time.perf_counter()
-        path = request.url.path
-        endpoint = path if path in ENDPOINTS else "other"
-        request.state.request_id = request_id
-        request.state.variants = set()
-        try:
-            denied = _denied(request, path)
-            if denied is not None:
-                response = _error(401, denied, request_id, {"WWW-Authenticate": "Bearer"})
-            elif int(request.headers.get("content-length") or 0) > max_bytes:
-                response = _error(413, f"the body is over {max_bytes} bytes", request_id)
-            else:
-                response = await call_next(request)
-        except Exception:
-            log.exception("request failed")
-            response = _error(500, "internal error; the service logged it under this request_id", request_id)
-        finally:
-            REQUEST_ID.reset(token)
-        seconds = time.perf_counter() - started
-        response.headers[REQUEST_ID_HEADER] = request_id
-        service = holder.get("service")
-        if service is not None:
-            status = str(response.status_code)
-            for variant in request.state.variants or {"none"}:
-                service.metrics.requests.labels(endpoint, status, variant).inc()
-            if response.status_code >= 400:
-                service.metrics.errors.labels(endpoint, status).inc()
-            service.metrics.latency.labels(endpoint).observe(seconds)
-        if path not in PROBES and path != "/metrics":
-            level = logging.WARNING if response.status_code >= 500 else logging.INFO
-            log.log(
-                level,
-                "%s %s %d",
-                request.method,
-                endpoint,
-                response.status_code,
-                extra={"request_id": request_id, "latency_ms": round(seconds * 1000, 3)},
-            )
-        return response
-
-    def _denied(request: Request, path: str) -> str | None:
-        if path in PROBES or path == WEBHOOK or not config.login_required:
-            return None
-        expected = config.metrics_token if path == "/metrics" else config.token
-        given = request.headers.get("authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() != "bearer" or not value:
-            return "this endpoint needs Authorization: Bearer <token>"
-        if not hmac.compare_digest(value.strip().encode(), (expected or "").encode()):
-            return "the bearer token is not valid"
-        return None
+    app.add_middleware(
+        RequestAccounting,
+        config=config,
+        max_bytes=max_bytes,
+        metrics=lambda: holder["service"].metrics if "service" in holder else None,
+    )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
