@@ -290,6 +290,22 @@ def test_a_caller_waits_until_the_service_serves_what_the_registry_says(service,
             wait_until_following(http, service.url, {**aliases, "champion": "999"}, policy, TOKEN, timeout=0.5)
 
 
+def test_a_caller_waits_until_what_it_sent_is_in_the_prediction_log(service, deployment):
+    """What the main job does after each day's events: its drift check and live evaluation then read all of them."""
+    from ctpipe.serving.upstream import send_events, wait_until_logged
+
+    events = tomorrows_orders(deployment, 7, prefix="6")  # under the flush size: written by the timer
+    with httpx.Client(timeout=30) as http:
+        sent = send_events(http, service.url, events, TOKEN)
+        assert sum(sent.served.values()) == len(events)
+        written = wait_until_logged(http, service.url, METRICS_TOKEN, timeout=30)
+        with pytest.raises(httpx.HTTPStatusError, match="401"):
+            wait_until_logged(http, service.url, TOKEN, timeout=1)  # /metrics has a token of its own
+    log = logged(deployment)
+    assert written >= len(events)  # this process's rows, earlier tests' too
+    assert {e["order_id"] for e in events} <= set(log["order_id"])
+
+
 def test_a_canary_sends_its_share_and_assignment_is_sticky(service, deployment):
     from ctpipe.serving.traffic import set_policy
 

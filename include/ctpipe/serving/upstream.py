@@ -205,6 +205,43 @@ def wait_until_following(
         time.sleep(0.05)
 
 
+def wait_until_logged(client: httpx.Client, url: str, metrics_token: str | None = None, timeout: float = 60.0) -> int:
+    """Wait until the service at ``url`` has written every prediction it made to the lake; the rows written.
+
+    The prediction log writes its buffer every ``CTPIPE_PREDICTION_LOG_FLUSH_SECONDS`` (or at
+    ``CTPIPE_PREDICTION_LOG_FLUSH_ROWS``). A caller that reads the log next, as the main job's
+    drift check and live evaluation do after each day's events, waits here for the buffer
+    to be empty (``ctpipe_serving_prediction_log_buffered_rows`` is 0); otherwise what it
+    reads depends on how fast it got there. Raises ``ServiceNotReady`` after ``timeout``,
+    saying how many rows are still buffered and how many writes failed.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    headers = {"Authorization": f"Bearer {metrics_token}"} if metrics_token else {}
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = client.get(f"{url}/metrics", headers=headers)
+        answer.raise_for_status()
+        seen = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(answer.text)
+            for sample in family.samples
+            if sample.name.startswith("ctpipe_serving_prediction_log_")
+        }
+        buffered = seen.get("ctpipe_serving_prediction_log_buffered_rows")
+        if buffered is None:
+            raise ServiceNotReady(f"the service at {url} does not report its prediction log's buffer")
+        if buffered == 0:
+            return int(seen.get("ctpipe_serving_prediction_log_rows", 0))
+        if time.monotonic() > deadline:
+            failures = int(seen.get("ctpipe_serving_prediction_log_write_failures", 0))
+            raise ServiceNotReady(
+                f"the service at {url} still holds {int(buffered)} predictions unwritten after {timeout:.0f} s "
+                f"({failures} failed writes; its log says why)"
+            )
+        time.sleep(0.05)
+
+
 def _count(sent: Sent, response: httpx.Response) -> None:
     for prediction in response.json()["predictions"]:
         sent.served[(prediction["version"], prediction["variant"])] += 1
